@@ -1,0 +1,9 @@
+"""Benchmarks for graphgrad: workloads W1..W5 (see shared WORKLOADS.md).
+
+- ``benchmarks.reference`` -- hand-written NumPy training steps (the reference
+  every other implementation is checked against) and ``make_workload``.
+- ``benchmarks.peers``     -- the same steps in PyTorch eager, JAX jit and
+  PyTensor (the latter two only when importable).
+- ``benchmarks.harness``   -- multi-process, interleaved timing; the system
+  registry (``SYSTEMS`` / ``register``) where graphgrad plugs in.
+"""

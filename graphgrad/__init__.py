@@ -1,0 +1,27 @@
+"""graphgrad: a symbolic computation-graph compiler for seeing and compiling backpropagation.
+
+The pipeline, one module per stage: declare (`ir`, `ops`, `functional`) ->
+derive (`autodiff`, `symbolic`) -> optimise (`passes`) -> generate
+(`codegen`) -> execute (`runtime`); `render` draws any stage.
+"""
+from .errors import GraphError
+from .ir import Graph, Tensor
+from .ops import ops
+from .functional import (
+    abs, binary_cross_entropy, concat, elu, exp, gelu, l1, l2, leaky_relu, log, log1p, log_softmax, maximum,
+    minimum, mse, relu, sigmoid, silu, softmax, softmax_cross_entropy, softplus, sqrt, stack, tanh, where,
+)
+from .autodiff import grad
+from .symbolic import derivative, formula
+from .runtime import Compiled, compile
+from .checking import check_grad
+from .train import fit, load_params, save_params
+from .render import render
+from . import models, nn, optim
+
+__all__ = [
+    "GraphError", "Graph", "Tensor", "ops", "grad", "derivative", "formula", "compile", "Compiled", "check_grad",
+    "nn", "optim", "fit", "save_params", "load_params", "render", "abs", "binary_cross_entropy", "concat", "elu", "exp", "gelu", "l1", "l2", "leaky_relu", "log",
+    "log1p", "log_softmax", "maximum", "minimum", "mse", "relu", "sigmoid", "silu", "softmax",
+    "softmax_cross_entropy", "softplus", "sqrt", "stack", "tanh", "where",
+]

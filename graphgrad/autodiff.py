@@ -1,0 +1,80 @@
+"""Derive: reverse-mode chain rule over the graph, adding the gradient as nodes of the same graph."""
+from __future__ import annotations
+
+import networkx as nx
+
+from .errors import GraphError
+from .ir import Tensor
+from .ops import get_op
+
+
+def topological_order(graph, nodes=None) -> list:
+    """One deterministic topological order: creation order breaks ties."""
+    G = graph.nx if nodes is None else graph.nx.subgraph(nodes)
+    rank = {n: i for i, n in enumerate(graph.nx.nodes)}
+    return list(nx.lexicographical_topological_sort(G, key=rank.__getitem__))
+
+
+def _total(cotangents):
+    total = cotangents[0]
+    for c in cotangents[1:]:
+        total = total + c  # fan-out: contributions add up
+    return total
+
+
+def grad(y: Tensor, wrt, seed: Tensor = None):
+    """∂y/∂w for each w in ``wrt``, as new nodes of y's graph.
+
+    ``y`` must be a scalar unless a ``seed`` cotangent of its shape is given.
+    Gradients are ordinary tensors, so ``grad`` of a gradient gives second
+    derivatives.
+
+    >>> import graphgrad as gg
+    >>> g = gg.Graph(); x = g.input("x", (3,))
+    >>> (dx,) = gg.grad((x * x).sum(), [x])
+    """
+    single = isinstance(wrt, Tensor)
+    wrt = [wrt] if single else list(wrt)
+    graph = y.graph
+    for w in wrt:
+        graph.as_tensor(w)
+    if seed is None:
+        if y.shape != ():
+            raise GraphError(f"grad needs a scalar output, but {y.op} node {y.node!r} has shape {y.shape}; "
+                             "reduce it (e.g. .sum()) or pass a seed")
+        with graph.tagging(grad_of=y.node):
+            seed = graph.const(1.0)
+    elif seed.shape != y.shape:
+        raise GraphError(f"seed shape {seed.shape} differs from {y.op} node {y.node!r} shape {y.shape}")
+
+    reach = set().union(*(nx.descendants(graph.nx, w.node) | {w.node} for w in wrt))
+    on_path = (nx.ancestors(graph.nx, y.node) | {y.node}) & reach
+    cotangents = {y.node: [seed]}
+    for node in reversed(topological_order(graph, on_path)):
+        if node not in cotangents:
+            continue
+        with graph.tagging(grad_of=node), graph.scope(f"grad/{node}"):
+            g = _total(cotangents[node])
+            cotangents[node] = [g]
+            _pull_back(graph, node, g, on_path, cotangents)
+
+    grads = [_total(cotangents[w.node]) if w.node in cotangents else
+             graph.apply("zeros_like", [w], name=f"grad/{w.node}/zeros") for w in wrt]
+    return grads[0] if single else grads
+
+
+def _pull_back(graph, node, g, on_path, cotangents):
+    data = graph.nx.nodes[node]
+    op = get_op(data["op"])
+    args = [Tensor(graph, a) for a in graph.args(node)]
+    for i, arg in enumerate(args):
+        rule = op.vjp(i)
+        if arg.node not in on_path or rule is None:
+            continue
+        contribution = rule(g, args, Tensor(graph, node), data["attrs"])
+        if contribution is None:
+            continue
+        if contribution.shape != arg.shape:
+            raise GraphError(f"internal: the vjp of {op.name} node {node!r} for argument {i} has shape "
+                             f"{contribution.shape}, expected {arg.shape}")
+        cotangents.setdefault(arg.node, []).append(contribution)

@@ -1,0 +1,420 @@
+"""Declare: the IR is a `networkx.MultiDiGraph`; `Graph` and `Tensor` are handles on it.
+
+Every node carries ``op`` (a registered op name), ``shape`` (a tuple; ``None``
+is the batch dimension, bound when the compiled function is called), ``dtype``
+and ``attrs``.  An edge ``u -> v`` carries ``index``, the argument position of
+``u`` in ``v``; a multigraph, so ``x * x`` has two edges.
+"""
+from __future__ import annotations
+
+import contextlib
+import numbers
+import re
+
+import networkx as nx
+import numpy as np
+
+from .errors import GraphError
+from .ops import get_op
+
+SOURCE_OPS = ("input", "param", "const")
+
+
+class Tensor:
+    """A handle on one node of a graph, with NumPy-like operators."""
+
+    __array_priority__ = 1000  # so `ndarray * tensor` defers to Tensor.__rmul__
+
+    def __init__(self, graph: "Graph", node: str):
+        self.graph = graph
+        self.node = node
+
+    @property
+    def data(self) -> dict:
+        return self.graph.nx.nodes[self.node]
+
+    @property
+    def shape(self) -> tuple:
+        return self.data["shape"]
+
+    @property
+    def dtype(self) -> str:
+        return self.data["dtype"]
+
+    @property
+    def op(self) -> str:
+        return self.data["op"]
+
+    @property
+    def attrs(self) -> dict:
+        return self.data["attrs"]
+
+    @property
+    def name(self) -> str:
+        return self.node
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self):
+        shape = "(" + ", ".join("N" if d is None else str(d) for d in self.shape) + ")"
+        return f"Tensor({self.node!r}, op={self.op}, shape={shape}, dtype={self.dtype})"
+
+    def _repr_svg_(self):
+        from .render import render
+
+        return render(self)._repr_image_svg_xml()
+
+    def _apply(self, op, *args, **attrs):
+        return self.graph.apply(op, [self, *args], attrs)
+
+    def _rapply(self, op, other):
+        return self.graph.apply(op, [other, self])
+
+    __add__ = lambda self, o: self._apply("add", o)
+    __radd__ = lambda self, o: self._rapply("add", o)
+    __sub__ = lambda self, o: self._apply("sub", o)
+    __rsub__ = lambda self, o: self._rapply("sub", o)
+    __mul__ = lambda self, o: self._apply("mul", o)
+    __rmul__ = lambda self, o: self._rapply("mul", o)
+    __truediv__ = lambda self, o: self._apply("div", o)
+    __rtruediv__ = lambda self, o: self._rapply("div", o)
+    __pow__ = lambda self, o: self._apply("pow", o)
+    __rpow__ = lambda self, o: self._rapply("pow", o)
+    __matmul__ = lambda self, o: self._apply("matmul", o)
+    __rmatmul__ = lambda self, o: self._rapply("matmul", o)
+    __neg__ = lambda self: self._apply("neg")
+    __gt__ = lambda self, o: self._apply("greater", o)
+    __lt__ = lambda self, o: self._rapply("greater", o)
+    __ge__ = lambda self, o: self._apply("greater_equal", o)
+    __le__ = lambda self, o: self._rapply("greater_equal", o)
+    __hash__ = object.__hash__
+
+    def __getitem__(self, index):
+        return self._apply("getitem", index=normalize_index(index, self.ndim))
+
+    @property
+    def T(self) -> "Tensor":
+        return self.transpose()
+
+    def transpose(self, *axes) -> "Tensor":
+        axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        return self._apply("transpose", axes=axes or tuple(reversed(range(self.ndim))))
+
+    def reshape(self, *shape) -> "Tensor":
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return self._apply("reshape", shape=tuple(shape))
+
+    def sum(self, axis=None, keepdims=False) -> "Tensor":
+        return self._apply("sum", axis=normalize_axis(axis, self.ndim), keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False) -> "Tensor":
+        return self._apply("mean", axis=normalize_axis(axis, self.ndim), keepdims=keepdims)
+
+    def max(self, axis=None, keepdims=False) -> "Tensor":
+        return self._apply("max", axis=normalize_axis(axis, self.ndim), keepdims=keepdims)
+
+    def astype(self, dtype) -> "Tensor":
+        return self._apply("cast", to=np.dtype(dtype).name)
+
+
+def normalize_axis(axis, ndim) -> tuple:
+    """Axes as a sorted tuple of non-negative ints (``None`` means all)."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise GraphError(f"axis {a} is out of range for a tensor of rank {ndim}")
+        out.append(a % ndim)
+    return tuple(sorted(set(out)))
+
+
+def normalize_index(index, ndim) -> tuple:
+    """A basic index as a hashable tuple of ints and ("slice", start, stop, step)."""
+    index = index if isinstance(index, tuple) else (index,)
+    out = []
+    for item in index:
+        if isinstance(item, slice):
+            out.append(("slice", item.start, item.stop, item.step))
+        elif isinstance(item, numbers.Integral):
+            out.append(int(item))
+        else:
+            raise GraphError(f"only slices and integers can index a tensor, got {item!r}")
+    if len(out) > ndim:
+        raise GraphError(f"too many indices ({len(out)}) for a tensor of rank {ndim}")
+    return tuple(out)
+
+
+def _fans(shape):
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    if len(shape) > 2:
+        receptive = int(np.prod(shape[2:]))
+        return shape[1] * receptive, shape[0] * receptive
+    n = shape[0] if shape else 1
+    return n, n
+
+
+def initial_value(init, shape, rng, dtype):
+    """The initial array for a param: a named scheme, ("uniform", bound), or an array."""
+    if isinstance(init, np.ndarray):
+        return init.astype(dtype).reshape(shape)
+    kind, arg = (init[0], init[1]) if isinstance(init, tuple) else (init, None)
+    fan_in, fan_out = _fans(shape)
+    if kind == "zeros":
+        value = np.zeros(shape)
+    elif kind == "ones":
+        value = np.ones(shape)
+    elif kind == "glorot_uniform":
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        value = rng.uniform(-bound, bound, shape)
+    elif kind == "glorot_normal":
+        value = rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), shape)
+    elif kind == "he_uniform":
+        bound = np.sqrt(6.0 / fan_in)
+        value = rng.uniform(-bound, bound, shape)
+    elif kind == "he_normal":
+        value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+    elif kind == "uniform":
+        value = rng.uniform(-arg, arg, shape)
+    elif kind == "normal":
+        value = rng.normal(0.0, 0.01 if arg is None else arg, shape)
+    else:
+        raise GraphError(f"unknown initializer {init!r}")
+    return value.astype(dtype)
+
+
+class Graph:
+    """A computation graph; ``g.nx`` is the networkx IR.
+
+    >>> g = Graph("tiny")
+    >>> x = g.input("x", (None, 3))
+    >>> y = (x * x).sum()
+    >>> y.shape
+    ()
+    """
+
+    def __init__(self, name: str = "graph"):
+        self.name = name
+        self.nx = nx.MultiDiGraph(name=name)
+        self._scopes: list[str] = []
+        self._names: set[str] = set()
+        self._tags: dict = {}
+
+    def __repr__(self):
+        return f"Graph({self.name!r}, {self.nx.number_of_nodes()} nodes)"
+
+    def _repr_svg_(self):
+        from .render import render
+
+        return render(self)._repr_image_svg_xml()
+
+    # -- naming -----------------------------------------------------------
+    @contextlib.contextmanager
+    def scope(self, name: str):
+        """Nodes created inside are named ``name/...``; layers use this."""
+        self._scopes.append(name)
+        try:
+            yield
+        finally:
+            self._scopes.pop()
+
+    @contextlib.contextmanager
+    def tagging(self, **tags):
+        """Nodes created inside carry ``tags`` as extra node data (e.g. ``grad_of``, ``time``)."""
+        saved = self._tags
+        self._tags = {**saved, **tags}
+        try:
+            yield
+        finally:
+            self._tags = saved
+
+    def unique_name(self, base: str) -> str:
+        """``base`` if unused, else ``base_1``, ``base_2``, ..."""
+        name, k = base, 0
+        while name in self._names or name in self.nx:
+            k += 1
+            name = f"{base}_{k}"
+        self._names.add(name)
+        return name
+
+    def _node_name(self, base: str) -> str:
+        prefix = "/".join(self._scopes)
+        return self.unique_name(f"{prefix}/{base}" if prefix else base)
+
+    # -- sources ----------------------------------------------------------
+    def _source(self, op, name, shape, dtype, attrs):
+        if name in self.nx:
+            raise GraphError(f"a node named {name!r} already exists in graph {self.name!r}")
+        if not re.fullmatch(r"[A-Za-z_][\w./-]*", name):
+            raise GraphError(f"{op} name {name!r} must start with a letter and use letters, digits, '_', '.', '/' or '-'")
+        self._names.add(name)
+        self.nx.add_node(name, op=op, shape=tuple(shape), dtype=np.dtype(dtype).name, attrs=attrs)
+        return Tensor(self, name)
+
+    def input(self, name: str, shape, dtype="float32") -> Tensor:
+        """A value fed at call time; ``None`` in ``shape`` is the batch dimension."""
+        return self._source("input", name, shape, dtype, {})
+
+    def param(self, name: str, shape, init="glorot_uniform", dtype="float32", trainable=True) -> Tensor:
+        """A parameter living in the params dict; ``trainable=False`` for state such as running means."""
+        if any(d is None for d in shape):
+            raise GraphError(f"param {name!r} needs a concrete shape, got {tuple(shape)}")
+        return self._source("param", name, shape, dtype, {"init": init, "trainable": trainable})
+
+    def const(self, value, dtype=None) -> Tensor:
+        """A constant; Python scalars stay weakly typed, as in NumPy."""
+        if isinstance(value, (bool, numbers.Number)) and not isinstance(value, np.ndarray):
+            dtype = dtype or ("bool" if isinstance(value, bool) else "float32")
+            shape, value = (), value
+        else:
+            value = np.asarray(value, dtype=dtype)
+            if value.dtype == np.float64 and dtype is None:
+                value = value.astype(np.float32)
+            dtype, shape = value.dtype.name, value.shape
+        name = self._node_name("const")
+        self.nx.add_node(name, op="const", shape=tuple(shape), dtype=np.dtype(dtype).name, attrs={"value": value},
+                         **self._tags)
+        return Tensor(self, name)
+
+    # -- ops --------------------------------------------------------------
+    def as_tensor(self, value) -> Tensor:
+        if isinstance(value, Tensor):
+            if value.graph is not self:
+                raise GraphError(f"tensor {value.node!r} belongs to graph {value.graph.name!r}, not {self.name!r}")
+            return value
+        return self.const(value)
+
+    def apply(self, op_name: str, args, attrs=None, name=None) -> Tensor:
+        """Add a node ``op_name(*args)``; shapes are checked here."""
+        op = get_op(op_name)
+        attrs = dict(attrs or {})
+        args = [self.as_tensor(a) for a in args]
+        if op.arity is not None and len(args) != op.arity:
+            raise GraphError(f"{op_name} takes {op.arity} arguments, got {len(args)}")
+        shapes = [a.shape for a in args]
+        node = self._node_name(name or op_name)
+        try:
+            shape = tuple(op.shape(shapes, attrs))
+        except ValueError as e:
+            raise GraphError(f"{op_name} node {node!r}: {e}; input shapes {_fmt_shapes(shapes)}") from None
+        dtype = op.dtype([a.dtype for a in args], attrs)
+        self.nx.add_node(node, op=op_name, shape=shape, dtype=dtype, attrs=attrs, **self._tags)
+        for i, a in enumerate(args):
+            self.nx.add_edge(a.node, node, index=i)
+        return Tensor(self, node)
+
+    def args(self, node: str) -> list[str]:
+        """The argument nodes of ``node`` in argument order."""
+        edges = sorted(self.nx.in_edges(node, data="index"), key=lambda e: e[2])
+        return [u for u, _, _ in edges]
+
+    # -- access -----------------------------------------------------------
+    def __getitem__(self, name: str) -> Tensor:
+        if name not in self.nx or self.nx.nodes[name]["op"] not in ("input", "param"):
+            raise KeyError(f"graph {self.name!r} has no input or param named {name!r}")
+        return Tensor(self, name)
+
+    def tensor(self, node: str) -> Tensor:
+        return Tensor(self, node)
+
+    def _sources(self, op):
+        return [Tensor(self, n) for n, d in self.nx.nodes(data=True) if d["op"] == op]
+
+    @property
+    def inputs(self) -> list[Tensor]:
+        return self._sources("input")
+
+    @property
+    def params(self) -> list[Tensor]:
+        """The trainable params, in creation order."""
+        return [t for t in self._sources("param") if t.attrs.get("trainable", True)]
+
+    @property
+    def state(self) -> list[Tensor]:
+        """Non-trainable params (running statistics) that also live in the params dict."""
+        return [t for t in self._sources("param") if not t.attrs.get("trainable", True)]
+
+    def init_params(self, seed: int = 0) -> dict:
+        """A fresh params dict ``name -> ndarray``, deterministic for a seed."""
+        rng = np.random.default_rng(seed)
+        return {t.node: initial_value(t.attrs["init"], t.shape, rng, t.dtype) for t in self._sources("param")}
+
+    def copy(self) -> "Graph":
+        new = Graph(self.name)
+        new.nx = self.nx.copy()
+        new._names = set(self._names)
+        return new
+
+    # -- interchange ------------------------------------------------------
+    @classmethod
+    def from_networkx(cls, G, name=None) -> "Graph":
+        """Build a graph from a plain networkx graph written with op/shape/dtype/attrs and edge ``index``.
+
+        Cycles, unknown ops, missing or duplicate argument indices and wrong
+        shapes raise `GraphError` naming the node.
+        """
+        if not nx.is_directed_acyclic_graph(G):
+            cycle = nx.find_cycle(G)
+            raise GraphError(f"graph has a cycle through node {cycle[0][0]!r}: {[e[0] for e in cycle]}")
+        g = cls(name or G.graph.get("name") or "graph")
+        for node in nx.lexicographical_topological_sort(G, key=str):
+            data = G.nodes[node]
+            op_name = data.get("op")
+            if op_name is None:
+                raise GraphError(f"node {node!r} has no 'op' attribute")
+            try:
+                op = get_op(op_name)
+            except KeyError as e:
+                raise GraphError(f"node {node!r}: {e.args[0]}") from None
+            edges = G.in_edges(node, data=True)
+            indices = sorted(e[2].get("index", -1) for e in edges)
+            if indices != list(range(len(indices))):
+                raise GraphError(f"node {node!r} ({op_name}): argument indices must be 0..{len(indices) - 1} once each, got {indices}")
+            attrs = dict(data.get("attrs") or {})
+            if op_name in SOURCE_OPS:
+                _add_source(g, node, op_name, data, attrs)
+                continue
+            args = [u for u, _, d in sorted(edges, key=lambda e: e[2]["index"])]
+            made = g.apply(op_name, [Tensor(g, a) for a in args], attrs, name=str(node))
+            if made.node != node:  # the name was free in G, so it must be here too
+                raise GraphError(f"node name {node!r} clashes with a generated name")
+            declared = data.get("shape")
+            if declared is not None and tuple(declared) != made.shape:
+                raise GraphError(f"node {node!r} ({op_name}): declared shape {tuple(declared)} but its inputs "
+                                 f"{_fmt_shapes([g.nx.nodes[a]['shape'] for a in args])} give {made.shape}")
+        return g
+
+
+def _add_source(g, node, op_name, data, attrs):
+    if "shape" not in data:
+        raise GraphError(f"{op_name} node {node!r} has no 'shape'")
+    dtype = data.get("dtype", "float32")
+    g._names.add(node)
+    g.nx.add_node(node, op=op_name, shape=tuple(data["shape"]), dtype=np.dtype(dtype).name,
+                  attrs={"init": "glorot_uniform", "trainable": True} | attrs if op_name == "param" else attrs)
+
+
+def _fmt_shapes(shapes) -> str:
+    return ", ".join("(" + ", ".join("N" if d is None else str(d) for d in s) + ("," if len(s) == 1 else "") + ")"
+                     for s in shapes)
+
+
+def canonical(value) -> str:
+    """A deterministic text for an attribute value, for hashing and merging equal nodes."""
+    if isinstance(value, np.ndarray):
+        import hashlib
+
+        return f"array({value.dtype},{value.shape},{hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest()})"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k!r}:{canonical(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ",".join(canonical(v) for v in value) + ")"
+    if hasattr(value, "free_symbols"):  # a SymPy expression
+        import sympy
+
+        return sympy.srepr(value)
+    return repr(value)

@@ -1,0 +1,5 @@
+"""Every op, one registry entry each: elementwise ops from SymPy formulas, structural ops with vjp rules."""
+from .registry import Op, get_op, ops, register
+from . import elementwise, structural  # noqa: F401  (registers the ops)
+
+__all__ = ["Op", "get_op", "ops", "register"]

@@ -1,0 +1,87 @@
+"""The op registry: every op is one `Op` entry, defined beside its rules.
+
+An op carries its shape rule, its dtype rule, its NumPy emission and its
+vector-Jacobian rules (one per argument).  Elementwise ops instead carry a
+SymPy formula from which emission and derivatives are derived
+(see `elementwise.py`).  No other module branches on op names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+_REGISTRY: dict[str, "Op"] = {}
+
+
+def _float_dtype(dtypes, attrs):
+    floats = [d for d in dtypes if d.startswith("float")]
+    return "float64" if "float64" in floats else "float32"
+
+
+def same_dtype_as_first(dtypes, attrs):
+    return dtypes[0]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation.
+
+    - ``shape(in_shapes, attrs) -> shape``: raises ``ValueError`` on a mismatch.
+    - ``emit(args, attrs) -> str``: a NumPy expression over the argument names.
+    - ``vjps[i](g, args, out, attrs) -> Tensor``: the cotangent of argument *i*
+      built as graph nodes from the output cotangent ``g``; ``None`` marks an
+      argument with no derivative (labels, masks, shape references).
+    - ``formula(symbols, attrs) -> sympy.Expr`` for elementwise ops.
+    - ``domain``: per argument, where tests sample it ("real", "positive", "nonzero", "distinct", "labels");
+      ``test_attrs`` and ``test_shapes`` complete the test case of the op.
+    - ``stateful``: the op has an effect or randomness; never merged or folded.
+    - ``kernels``: NumPy helper functions the emission calls; their module's
+      source is pasted into generated code, which imports numpy only.
+    - ``source``: a value from outside (input, param, const); ``effect``: the
+      emission is a statement that writes state (an optimizer or running-mean update).
+    """
+
+    name: str
+    shape: Callable
+    emit: Callable
+    vjps: tuple = ()
+    dtype: Callable = _float_dtype
+    formula: Optional[Callable] = None
+    arity: Optional[int] = None
+    domain: tuple = ("real",)
+    stateful: bool = False
+    kernels: tuple = ()
+    source: bool = False
+    effect: bool = False
+    doc: str = ""
+    test_attrs: dict = field(default_factory=dict)
+    test_shapes: Optional[tuple] = None  # argument shapes for the registry-driven tests
+
+    @property
+    def elementwise(self) -> bool:
+        return self.formula is not None
+
+    def vjp(self, index):
+        """The vjp rule of argument ``index``, or ``None``; ``vjps`` may be a function of the index."""
+        if callable(self.vjps):
+            return self.vjps(index)
+        return self.vjps[index] if index < len(self.vjps) else None
+
+
+def register(op: Op) -> Op:
+    if op.name in _REGISTRY:
+        raise ValueError(f"op {op.name!r} registered twice")
+    _REGISTRY[op.name] = op
+    return op
+
+
+def get_op(name: str) -> Op:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown op {name!r}; registered ops: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def ops() -> list[str]:
+    """The names of all registered ops, sorted."""
+    return sorted(_REGISTRY)

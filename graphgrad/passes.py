@@ -1,0 +1,292 @@
+"""Optimise: named, pure Graph -> Graph passes over the networkx IR, run to a fixed point.
+
+Each pass returns the same graph object when it changes nothing, and a new
+graph otherwise.  The roots of a compiled graph are its effect nodes
+(``output`` and ``assign``), so a pass may rewire or drop anything else.
+"""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import sympy
+
+from .autodiff import topological_order
+from .ir import canonical
+from .ops import get_op
+from .ops.elementwise import expr_symbols, node_formula, select, sigmoid, softplus
+
+MAX_FUSED_OPS = 400  # beyond this a fused expression costs more to simplify than it saves
+FOLD_LIMIT = 4096  # fold constants only up to this many elements
+
+
+def _rewire(G, old, new):
+    """Consumers of ``old`` read ``new`` instead."""
+    for _, v, key, data in list(G.out_edges(old, keys=True, data=True)):
+        G.remove_edge(old, v, key)
+        G.add_edge(new, v, index=data["index"])
+
+
+def _set_args(G, node, args):
+    G.remove_edges_from(list(G.in_edges(node, keys=True)))
+    for i, a in enumerate(args):
+        G.add_edge(a, node, index=i)
+
+
+def _op(graph, node):
+    return get_op(graph.nx.nodes[node]["op"])
+
+
+# -- modes and dead code -------------------------------------------------------
+def specialize_mode(graph, training: bool):
+    """Resolve every ``train_eval`` node to its training or evaluation value."""
+    nodes = [n for n, d in graph.nx.nodes(data=True) if d["op"] == "train_eval"]
+    if not nodes:
+        return graph
+    graph = graph.copy()
+    for node in nodes:
+        _rewire(graph.nx, node, graph.args(node)[0 if training else 1])
+    return dead_code(graph)
+
+
+def dead_code(graph):
+    """Drop every node that no output or update depends on."""
+    roots = [n for n, d in graph.nx.nodes(data=True) if get_op(d["op"]).effect]
+    keep = set(roots).union(*(nx.ancestors(graph.nx, r) for r in roots)) if roots else set()
+    dead = [n for n in graph.nx.nodes if n not in keep]
+    if not dead:
+        return graph
+    graph = graph.copy()
+    graph.nx.remove_nodes_from(dead)
+    return graph
+
+
+# -- merging and folding ------------------------------------------------------------
+def _merge_key(graph, node):
+    data = graph.nx.nodes[node]
+    op = get_op(data["op"])
+    if op.effect or op.stateful or (op.source and data["op"] != "const"):
+        return None
+    return (data["op"], data["dtype"], data["shape"], canonical(data["attrs"]), tuple(graph.args(node)))
+
+
+def common_subexpressions(graph):
+    """Merge nodes that apply the same op with the same attrs to the same arguments."""
+    seen, merges = {}, []
+    for node in topological_order(graph):
+        key = _merge_key(graph, node)
+        if key is None:
+            continue
+        key = key[:4] + (tuple(seen.get(a, a) for a in key[4]),)
+        if key in seen:
+            merges.append((node, seen[key]))
+        else:
+            seen[key] = node
+    if not merges:
+        return graph
+    graph = graph.copy()
+    for node, keep in merges:
+        _rewire(graph.nx, node, keep)
+    return dead_code(graph)
+
+
+def _evaluate(op, data, values):
+    names = [f"a{i}" for i in range(len(values))]
+    namespace = {"np": np, "F": np.dtype(data["dtype"]).type if data["dtype"].startswith("float") else np.float64,
+                 **{k.__name__: k for k in op.kernels}, **dict(zip(names, values))}
+    if op.elementwise:
+        from .ops.printer import emit_expr
+
+        expr, syms = node_formula(data["op"], len(values), data["attrs"])
+        source = emit_expr(expr, {s.name: n for s, n in zip(syms, names)})
+    else:
+        namespace.update({n: np.asarray(v) for n, v in zip(names, values)})
+        source = op.emit(names, data["attrs"])
+    return eval(source, namespace)  # noqa: S307  (our own emitted source)
+
+
+def constant_fold(graph):
+    """Evaluate nodes whose arguments are all constants, at compile time."""
+    folds = {}
+    for node in topological_order(graph):
+        data = graph.nx.nodes[node]
+        op = get_op(data["op"])
+        args = graph.args(node)
+        if (op.source or op.effect or op.stateful or not args or data["op"] == "train_eval"
+                or any(graph.nx.nodes[a]["op"] != "const" and a not in folds for a in args)
+                or int(np.prod([d or 0 for d in data["shape"]])) > FOLD_LIMIT):
+            continue
+        values = [folds.get(a, graph.nx.nodes[a]["attrs"].get("value")) for a in args]
+        with np.errstate(all="ignore"):
+            value = _evaluate(op, data, values)
+        scalar = np.ndim(value) == 0 and all(np.ndim(v) == 0 and not isinstance(v, np.ndarray) for v in values)
+        folds[node] = np.asarray(value).item() if scalar else np.asarray(value)
+    if not folds:
+        return graph
+    graph = graph.copy()
+    for node, value in folds.items():
+        graph.nx.nodes[node].update(op="const", attrs={"value": value})
+        graph.nx.remove_edges_from(list(graph.nx.in_edges(node, keys=True)))
+    return dead_code(graph)
+
+
+# -- numerical stability ---------------------------------------------------------------
+X = sympy.Symbol("x", real=True)
+
+
+def _rewrite_log_of(graph, inner_op, make):
+    """Rewrite every ``log(inner_op(...))`` node with ``make(graph, node, inner)``."""
+    matches = [n for n, d in graph.nx.nodes(data=True)
+               if d["op"] == "log" and graph.nx.nodes[graph.args(n)[0]]["op"] == inner_op]
+    matches = [n for n in matches if make(graph, n, graph.args(n)[0], dry_run=True)]
+    if not matches:
+        return graph
+    graph = graph.copy()
+    for node in matches:
+        make(graph, node, graph.args(node)[0], dry_run=False)
+    return dead_code(graph)
+
+
+def _to_log_softmax(graph, node, inner, dry_run):
+    if not dry_run:
+        graph.nx.nodes[node].update(op="log_softmax", attrs=dict(graph.nx.nodes[inner]["attrs"]))
+        _set_args(graph.nx, node, graph.args(inner))
+    return True
+
+
+def _to_log_sigmoid(graph, node, inner, dry_run):
+    if not dry_run:
+        a0 = expr_symbols(1)[0]
+        graph.nx.nodes[node].update(op="expr", attrs={"expr": -softplus(-a0)})
+        _set_args(graph.nx, node, graph.args(inner))
+    return True
+
+
+def _to_log1p(graph, node, inner, dry_run):
+    args = graph.args(inner)
+    ones = [i for i, a in enumerate(args) if graph.nx.nodes[a]["op"] == "const"
+            and graph.nx.nodes[a]["shape"] == () and graph.nx.nodes[a]["attrs"]["value"] == 1]
+    other = args[1 - ones[0]] if ones else None
+    if other is None or graph.nx.nodes[other]["shape"] != graph.nx.nodes[node]["shape"]:
+        return False
+    if not dry_run:
+        graph.nx.nodes[node].update(op="log1p", attrs={})
+        _set_args(graph.nx, node, [other])
+    return True
+
+
+def log_softmax_rewrite(graph):
+    """log(softmax(x)) -> log_softmax(x): no log(0) when a probability underflows."""
+    return _rewrite_log_of(graph, "softmax", _to_log_softmax)
+
+
+def log_sigmoid_rewrite(graph):
+    """log(σ(x)) -> −softplus(−x): finite for x = −1000."""
+    return _rewrite_log_of(graph, "sigmoid", _to_log_sigmoid)
+
+
+def log1p_rewrite(graph):
+    """log(1 + x) -> log1p(x): accurate for tiny x."""
+    return _rewrite_log_of(graph, "add", _to_log1p)
+
+
+# The identity each rewrite relies on, checked by the tests with SymPy.
+log_softmax_rewrite.identity = (sympy.log(sympy.exp(X) / (sympy.exp(X) + sympy.Symbol("s", positive=True))),
+                                X - sympy.log(sympy.exp(X) + sympy.Symbol("s", positive=True)))
+log_sigmoid_rewrite.identity = (sympy.log(sigmoid(X)), -softplus(-X))
+log1p_rewrite.identity = (sympy.log(1 + X), sympy.codegen.cfunctions.log1p(X))
+
+
+# -- elementwise fusion -------------------------------------------------------------
+def guard_selects(expr):
+    """select(c, a, 0)·r -> select(c, a·r, 0): the 0·inf of the branch not taken cannot leak a NaN."""
+    def is_guarded_product(e):
+        return e.is_Mul and any(isinstance(f, select) and 0 in f.args[1:] for f in e.args)
+
+    def pull_in(e):
+        guard = next(f for f in e.args if isinstance(f, select) and 0 in f.args[1:])
+        rest = sympy.Mul(*[f for f in e.args if f is not guard])
+        c, a, b = guard.args
+        return select(c, a * rest, 0) if b == 0 else select(c, 0, b * rest)
+
+    return expr.replace(is_guarded_product, pull_in)
+
+
+def _fusable_into(graph, u, v):
+    data = graph.nx.nodes[u]
+    return (get_op(data["op"]).elementwise and data["dtype"] == graph.nx.nodes[v]["dtype"]
+            and all(w == v for w in graph.nx.successors(u)))
+
+
+def _node_expr(graph, node):
+    """(expr, args) of an elementwise node, with scalar constant arguments inlined as numbers."""
+    args = graph.args(node)
+    data = graph.nx.nodes[node]
+    expr, syms = node_formula(data["op"], len(args), data["attrs"])
+    return expr, list(zip(syms, args))
+
+
+def _absorb(graph, v):
+    expr, pairs = _node_expr(graph, v)
+    changed = False
+    while True:
+        target = next(((s, a) for s, a in pairs if _fusable_into(graph, a, v)), None)
+        if target is None:
+            break
+        sym, u = target
+        inner, inner_pairs = _node_expr(graph, u)
+        fresh = {s: sympy.Dummy(s.name, real=True) for s, _ in inner_pairs}
+        candidate = expr.xreplace({sym: inner.xreplace(fresh)})
+        if sympy.count_ops(candidate) > MAX_FUSED_OPS:
+            break
+        expr = candidate
+        pairs = [(s, a) for s, a in pairs if a != u] + [(fresh[s], a) for s, a in inner_pairs]
+        _set_args(graph.nx, v, [a for _, a in pairs])
+        graph.nx.remove_node(u)  # v was its only consumer
+        changed = True
+    consts = {s: graph.nx.nodes[a]["attrs"]["value"] for s, a in pairs
+              if graph.nx.nodes[a]["op"] == "const" and graph.nx.nodes[a]["shape"] == ()
+              and not isinstance(graph.nx.nodes[a]["attrs"]["value"], np.ndarray)}
+    if consts:
+        expr = expr.xreplace({s: sympy.sympify(value) for s, value in consts.items()})
+        pairs = [(s, a) for s, a in pairs if s not in consts]
+        changed = True
+    if not changed:
+        return False
+    # one symbol per distinct argument node, numbered in argument order
+    unique = list(dict.fromkeys(a for _, a in pairs))
+    symbols = expr_symbols(len(unique))
+    expr = guard_selects(expr.xreplace({s: symbols[unique.index(a)] for s, a in pairs}))
+    graph.nx.nodes[v].update(op="expr", attrs={"expr": expr})
+    _set_args(graph.nx, v, unique)
+    return True
+
+
+def fuse_elementwise(graph):
+    """Fold each elementwise node used by a single elementwise consumer into that consumer.
+
+    The result is one ``expr`` node per fused region, a SymPy expression that
+    code generation prints as one block (after ``sympy.cse``).
+    """
+    candidates = [n for n in topological_order(graph) if _op(graph, n).elementwise]
+    work = graph.copy()
+    changed = False
+    for v in candidates:
+        if v in work.nx:
+            changed |= _absorb(work, v)
+    return dead_code(work) if changed else graph
+
+
+STABILITY_PASSES = (log_softmax_rewrite, log_sigmoid_rewrite, log1p_rewrite)
+PASSES = (dead_code, *STABILITY_PASSES, constant_fold, common_subexpressions, fuse_elementwise)
+
+
+def optimise(graph, training: bool = True, passes=PASSES, max_rounds: int = 10):
+    """Run the passes in order, repeatedly, until none changes the graph."""
+    graph = specialize_mode(graph, training)
+    for _ in range(max_rounds):
+        before = graph
+        for p in passes:
+            graph = p(graph)
+        if graph is before:
+            break
+    return graph

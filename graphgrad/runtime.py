@@ -1,0 +1,288 @@
+"""Execute: ``compile()`` runs the pipeline declare -> derive -> optimise -> generate, and
+`Compiled` validates feeds, runs the generated step and reports errors by node.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import linecache
+import os
+import pathlib
+import re
+import sys
+import tempfile
+import traceback
+
+import numpy as np
+
+from .autodiff import grad
+from .codegen import generate
+from .errors import GraphError
+from .ir import Tensor, canonical
+from .passes import optimise, specialize_mode
+
+_MODULES: dict = {}  # cache key -> loaded module, for this process
+
+
+def cache_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("GRAPHGRAD_CACHE", pathlib.Path.home() / ".cache" / "graphgrad"))
+
+
+def _code_version() -> str:
+    if not hasattr(_code_version, "value"):
+        h = hashlib.sha1()
+        for path in sorted(pathlib.Path(__file__).parent.rglob("*.py")):
+            h.update(path.read_bytes())
+        _code_version.value = h.hexdigest()
+    return _code_version.value
+
+
+def write_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _relevant_nodes(graph, outputs):
+    import networkx as nx
+
+    roots = [o.node for o in outputs] + [n for n, d in graph.nx.nodes(data=True) if d["op"] == "assign"]
+    return set(roots).union(*(nx.ancestors(graph.nx, r) for r in roots))
+
+
+def _cache_key(graph, outputs, wrt, optimizer, training, dtype, check_finite, single) -> str:
+    from .autodiff import topological_order
+
+    h = hashlib.sha256(_code_version().encode())
+    for node in topological_order(graph, _relevant_nodes(graph, outputs)):
+        d = graph.nx.nodes[node]
+        h.update(f"{node}|{d['op']}|{d['shape']}|{d['dtype']}|{canonical(d['attrs'])}|{graph.args(node)}\n".encode())
+    h.update(repr(([o.node for o in outputs], [w.node for w in wrt or []], training, dtype, check_finite,
+                   single)).encode())
+    h.update(canonical(vars(optimizer) | {"class": type(optimizer).__name__} if optimizer else None).encode())
+    return h.hexdigest()[:32]
+
+
+def _load(key: str, source: str):
+    """Import generated source from a real file, so tracebacks and ``inspect`` can show it."""
+    name = f"graphgrad_step_{key}"
+    try:
+        path = cache_dir() / f"{key}.py"
+        if not path.exists() or path.read_text() != source:
+            write_atomic(path, source)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except OSError:  # no writable cache: keep the source in linecache instead
+        filename = f"<graphgrad {key}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        module = type(sys)(name)
+        module.__file__ = filename
+        exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102
+    module.SOURCE = source
+    return module
+
+
+def _load_cached(key: str):
+    path = cache_dir() / f"{key}.py"
+    if path.exists():
+        try:
+            return _load(key, path.read_text())
+        except Exception:  # a damaged cache entry is rebuilt
+            return None
+    return None
+
+
+def _wrt_tensors(graph, wrt):
+    return [graph[w] if isinstance(w, str) else graph.as_tensor(w) for w in wrt]
+
+
+def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode):
+    """declare -> derive -> optimise -> generate, on a copy of the user's graph."""
+    work = graph.copy()
+    outs = [work.tensor(o.node) for o in outputs]
+    for i, o in enumerate(outs):
+        work.apply("output", [o], {"key": f"out:{i}"}, name=f"out_{i}")
+    _keep_feasible_updates(work, outs, training)
+    work = specialize_mode(work, training)
+    outs = [work.tensor(o.node) for o in outs]
+    if wrt:
+        params = [work.tensor(w.node) for w in wrt]
+        grads = grad(outs[0], params)
+        if optimizer is None:
+            for p, g in zip(params, grads):
+                work.apply("output", [g], {"key": f"grad:{p.node}"}, name=f"grad_out/{p.node}")
+        else:
+            optimizer.build(work, params, grads)
+    work = optimise(work, training)
+    kind = {"value": "forward", "grads": "forward + backward", "step": "training step"}[mode]
+    return generate(work, dtype=dtype, check_finite=check_finite, single=single, mode=mode,
+                    title=f"graph {graph.name!r}: {kind}"), work
+
+
+def _keep_feasible_updates(work, outs, training):
+    """Keep the graph's own state updates (running statistics) in training mode, when their inputs are fed."""
+    import networkx as nx
+
+    needed = {n for o in outs for n in nx.ancestors(work.nx, o.node) | {o.node}}
+    fed = {n for n in needed if work.nx.nodes[n]["op"] == "input"}
+    for node in [n for n, d in work.nx.nodes(data=True) if d["op"] == "assign" and d["attrs"].get("target") == "params"]:
+        inputs = {a for a in nx.ancestors(work.nx, node) if work.nx.nodes[a]["op"] == "input"}
+        if not training or not inputs <= fed:
+            work.nx.remove_node(node)
+
+
+def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_finite=False) -> "Compiled":
+    """Compile outputs (a Tensor or a list) into one generated NumPy function.
+
+    With ``wrt`` the call returns ``(outputs, grads)``, the gradients of the
+    first output (a scalar) as a dict by name; with ``optimizer`` it updates
+    the params in place and returns the outputs.  ``dtype="float64"`` computes
+    in float64 whatever the declared dtypes.  A second compile of the same
+    graph is served from a cache (in memory, then on disk).
+
+    >>> import graphgrad as gg, numpy as np
+    >>> g = gg.Graph(); x = g.input("x", (None, 2)); w = g.param("w", (2, 1))
+    >>> f = gg.compile(((x @ w) ** 2).mean(), wrt=[w])
+    >>> value, grads = f({"w": np.ones((2, 1), np.float32)}, x=np.ones((3, 2), np.float32))
+    >>> float(value), grads["w"].ravel().tolist()
+    (4.0, [4.0, 4.0])
+    """
+    single = isinstance(outputs, Tensor)
+    outputs = [outputs] if single else list(outputs)
+    if not outputs:
+        raise GraphError("compile needs at least one output")
+    graph = outputs[0].graph
+    for o in outputs:
+        graph.as_tensor(o)
+    if optimizer is not None and wrt is None:
+        wrt = graph.params
+    wrt = _wrt_tensors(graph, wrt) if wrt is not None else None
+    if wrt is not None and outputs[0].shape != ():
+        raise GraphError(f"gradients need a scalar first output, but {outputs[0].op} node {outputs[0].node!r} "
+                         f"has shape {outputs[0].shape}")
+    mode = "step" if optimizer is not None else "grads" if wrt is not None else "value"
+    dtype = np.dtype(dtype).name if dtype else _default_dtype(graph)
+    key = _cache_key(graph, outputs, wrt, optimizer, training, dtype, check_finite, single)
+    module = _MODULES.get(key) or _load_cached(key)
+    work = None
+    if module is None:
+        source, work = _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode)
+        module = _load(key, source)
+    _MODULES[key] = module
+    return Compiled(module, graph, work, outputs, optimizer)
+
+
+def _default_dtype(graph) -> str:
+    dtypes = {d["dtype"] for _, d in graph.nx.nodes(data=True) if d["op"] in ("input", "param")}
+    return "float64" if "float64" in dtypes else "float32"
+
+
+class Compiled:
+    """A compiled function: ``f(params, **feeds)``; ``.source`` is the generated code."""
+
+    def __init__(self, module, graph, optimized, outputs, optimizer):
+        self.module = module
+        self.graph = graph
+        self._optimized = optimized
+        self.outputs = outputs
+        self.optimizer = optimizer
+        self.state = module.new_state()
+
+    @property
+    def source(self) -> str:
+        return self.module.SOURCE
+
+    @property
+    def optimized_graph(self):
+        """The graph after all passes (what the source was generated from); rebuilt on a cache hit."""
+        return self._optimized
+
+    def __repr__(self):
+        return f"<Compiled {self.module.MODE} of graph {self.graph.name!r}: {self.source.count(chr(10))} lines>"
+
+    def _repr_html_(self):
+        import html
+
+        try:
+            from pygments import highlight
+            from pygments.formatters import HtmlFormatter
+            from pygments.lexers import PythonLexer
+
+            return highlight(self.source, PythonLexer(), HtmlFormatter(noclasses=True))
+        except ImportError:
+            return f"<pre>{html.escape(self.source)}</pre>"
+
+    def save(self, path) -> None:
+        """Write the generated module to ``path`` atomically; it imports numpy only."""
+        write_atomic(path, self.source)
+
+    def __call__(self, params, **feeds):
+        feeds = check_feeds(self.module.INPUTS, feeds)
+        check_params(self.module.PARAMS, params)
+        try:
+            results = self.module.step(params, feeds, self.state)
+        except FloatingPointError as e:
+            raise GraphError(str(e)) from None
+        except Exception as e:  # report the node, not a NumPy traceback into generated code
+            raise GraphError(_runtime_message(e, self.module)) from e
+        return self.module.unpack(results)
+
+
+def _runtime_message(error, module) -> str:
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        if frame.filename == module.__file__:
+            match = re.search(r"#\s*(\S+?):\s*(\w+)", frame.line or linecache.getline(frame.filename, frame.lineno))
+            if match:
+                return f"{match.group(2)} node {match.group(1)!r} failed: {type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _fmt(shape):
+    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_feeds(spec: dict, feeds: dict) -> dict:
+    """Validate feeds against the inputs' declared shapes and dtypes, before any generated code runs."""
+    missing = sorted(set(spec) - set(feeds))
+    if missing:
+        raise GraphError(f"missing feed for input {missing[0]!r} (shape {_fmt(spec[missing[0]][0])}); "
+                         f"the graph needs {sorted(spec)}")
+    extra = sorted(set(feeds) - set(spec))
+    if extra:
+        raise GraphError(f"unexpected feed {extra[0]!r}: the graph's inputs are {sorted(spec)}")
+    batch = None
+    checked = {}
+    for name, (shape, dtype) in spec.items():
+        value = np.asarray(feeds[name])
+        kind = value.dtype.kind
+        if dtype.startswith(("int", "uint")) and kind not in "iu":
+            raise GraphError(f"input {name!r} expects integers ({dtype}), got {value.dtype}")
+        if dtype.startswith("float") and kind not in "fiub":
+            raise GraphError(f"input {name!r} expects numbers ({dtype}), got {value.dtype}")
+        if value.ndim != len(shape) or any(d is not None and d != v for d, v in zip(shape, value.shape)):
+            raise GraphError(f"input {name!r} expects shape {_fmt(shape)}, got {value.shape}")
+        for d, v in zip(shape, value.shape):
+            if d is None:
+                if batch is not None and v != batch[1]:
+                    raise GraphError(f"input {name!r} has batch size {v}, but input {batch[0]!r} has {batch[1]}")
+                batch = batch or (name, v)
+        checked[name] = value
+    return checked
+
+
+def check_params(spec: dict, params: dict) -> None:
+    for name, (shape, _) in spec.items():
+        if name not in params:
+            raise GraphError(f"params has no entry for param {name!r} (shape {_fmt(shape)}); "
+                             "use graph.init_params() to make one")
+        if tuple(np.shape(params[name])) != tuple(shape):
+            raise GraphError(f"param {name!r} expects shape {_fmt(shape)}, got {np.shape(params[name])}")

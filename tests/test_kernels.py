@@ -1,0 +1,294 @@
+"""Tests for graphgrad.kernels: forwards and backwards against PyTorch (float64),
+plus torch-free adjoint checks <fwd(x), gy> == <x, bwd(gy)> for the backwards."""
+import ast
+import inspect
+
+import numpy as np
+import pytest
+
+from graphgrad import kernels as K
+
+ATOL = 1e-10
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def randn(shape, seed=0, dtype=np.float64):
+    return rng(seed).standard_normal(shape).astype(dtype)
+
+
+def dot(a, b):
+    return float(np.sum(np.asarray(a, np.float64) * np.asarray(b, np.float64)))
+
+
+def assert_adjoint(y, gy, x, gx):
+    assert y.shape == gy.shape and x.shape == gx.shape
+    lhs, rhs = dot(y, gy), dot(x, gx)
+    assert abs(lhs - rhs) <= 1e-9 * max(1.0, abs(lhs)), (lhs, rhs)
+
+
+# ---------------------------------------------------------------- module shape
+
+def test_module_imports_only_numpy():
+    tree = ast.parse(inspect.getsource(K))
+    imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert len(imports) == 1
+    (alias,) = imports[0].names
+    assert isinstance(imports[0], ast.Import)
+    assert (alias.name, alias.asname) == ("numpy", "np")
+    # ufunc.at (np.add.at) is far too slow for these kernels
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "at"]
+
+
+# conv2d cases: (x shape, w shape, stride, padding, dilation); non-square throughout
+CONV_CASES = [
+    ((2, 3, 7, 9), (4, 3, 3, 2), (1, 1), (0, 0), (1, 1)),
+    ((2, 3, 9, 8), (5, 3, 3, 3), (2, 2), (1, 1), (1, 1)),
+    ((2, 2, 11, 10), (3, 2, 3, 2), (1, 2), (1, 0), (2, 2)),
+    ((1, 3, 10, 13), (2, 3, 2, 3), (2, 3), (2, 1), (2, 1)),
+    ((2, 4, 5, 6), (3, 4, 1, 1), (1, 1), (0, 0), (1, 1)),
+]
+
+# conv_transpose2d cases: (x shape, w shape (Cin, Cout, kh, kw), stride, padding,
+# output_padding, dilation)
+CONVT_CASES = [
+    ((2, 3, 5, 6), (3, 4, 3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ((2, 2, 4, 7), (2, 3, 3, 2), (2, 3), (0, 1), (1, 2), (1, 1)),
+    ((1, 3, 6, 5), (3, 2, 2, 3), (1, 1), (1, 0), (0, 0), (2, 1)),
+    ((2, 2, 3, 4), (2, 2, 3, 3), (3, 2), (1, 1), (2, 0), (2, 2)),
+]
+
+# pooling cases: (x shape, kernel, stride, padding)
+POOL_CASES = [
+    ((2, 3, 9, 11), (3, 3), (2, 2), (0, 0)),     # overlapping
+    ((2, 3, 10, 9), (3, 3), (2, 2), (1, 1)),     # overlapping + padding
+    ((2, 2, 8, 12), (2, 2), (2, 2), (0, 0)),     # tiled fast path
+    ((2, 2, 9, 12), (3, 2), (3, 2), (0, 0)),     # tiled, non-square window
+    ((1, 2, 9, 10), (2, 3), (1, 2), (1, 1)),     # non-square overlapping, padded
+    ((2, 2, 9, 9), (2, 2), (2, 2), (0, 0)),      # kernel == stride, not divisible
+]
+
+
+# ---------------------------------------------------------------- adjoint (no torch)
+
+@pytest.mark.parametrize("xs,ws,s,p,d", CONV_CASES)
+def test_conv2d_adjoint(xs, ws, s, p, d):
+    x, w = randn(xs, 1), randn(ws, 2)
+    y = K.conv2d(x, w, s, p, d)
+    gy = randn(y.shape, 3)
+    assert_adjoint(y, gy, x, K.conv2d_grad_input(gy, w, xs[2:], s, p, d))
+    assert_adjoint(y, gy, w, K.conv2d_grad_weight(gy, x, ws[2:], s, p, d))
+
+
+@pytest.mark.parametrize("xs,ws,s,p,op,d", CONVT_CASES)
+def test_conv_transpose2d_adjoint(xs, ws, s, p, op, d):
+    x, w = randn(xs, 1), randn(ws, 2)
+    y = K.conv_transpose2d(x, w, s, p, op, d)
+    gy = randn(y.shape, 3)
+    assert_adjoint(y, gy, x, K.conv2d(gy, w, s, p, d))
+    assert_adjoint(y, gy, w, K.conv2d_grad_weight(x, gy, ws[2:], s, p, d))
+
+
+def test_conv1d_adjoint():
+    x, w = randn((2, 3, 17), 1), randn((4, 3, 3), 2)
+    y = K.conv1d(x, w, 2, 1, 2)
+    gy = randn(y.shape, 3)
+    assert_adjoint(y, gy, x, K.conv1d_grad_input(gy, w, 17, 2, 1, 2))
+    assert_adjoint(y, gy, w, K.conv1d_grad_weight(gy, x, 3, 2, 1, 2))
+
+
+@pytest.mark.parametrize("xs,k,s,p", POOL_CASES)
+def test_pool_adjoint(xs, k, s, p):
+    x = randn(xs, 1)
+    y = K.avgpool2d(x, k, s, p)
+    gy = randn(y.shape, 2)
+    assert_adjoint(y, gy, x, K.avgpool2d_grad(gy, xs[2:], k, s, p))
+    # max pool is linear for a fixed arg-max pattern: y[o] = x[argmax(o)]
+    y = K.maxpool2d(x, k, s, p)
+    assert_adjoint(y, gy, x, K.maxpool2d_grad(gy, x, k, s, p))
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_upsample_adjoint(scale):
+    x = randn((2, 3, 5, 7), 1)
+    y = K.upsample_nearest2d(x, scale)
+    gy = randn(y.shape, 2)
+    assert_adjoint(y, gy, x, K.upsample_nearest2d_grad(gy, scale))
+    y = K.upsample_bilinear2d(x, scale)
+    assert_adjoint(y, gy, x, K.upsample_bilinear2d_grad(gy, (5, 7), scale))
+
+
+# ---------------------------------------------------------------- vs torch
+
+@pytest.fixture(scope="module")
+def torch():
+    torch = pytest.importorskip("torch")
+    return torch
+
+
+def T(torch, a, grad=False):
+    return torch.tensor(a, dtype=torch.float64, requires_grad=grad)
+
+
+def close(a, t):
+    t = t.detach().numpy()
+    assert a.shape == t.shape
+    np.testing.assert_allclose(a, t, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("xs,ws,s,p,d", CONV_CASES)
+def test_conv2d_vs_torch(torch, xs, ws, s, p, d):
+    F = torch.nn.functional
+    x, w = randn(xs, 1), randn(ws, 2)
+    tx, tw = T(torch, x, True), T(torch, w, True)
+    ty = F.conv2d(tx, tw, stride=s, padding=p, dilation=d)
+    y = K.conv2d(x, w, s, p, d)
+    close(y, ty)
+    gy = randn(y.shape, 3)
+    ty.backward(T(torch, gy))
+    close(K.conv2d_grad_input(gy, w, xs[2:], s, p, d), tx.grad)
+    close(K.conv2d_grad_weight(gy, x, ws[2:], s, p, d), tw.grad)
+
+
+@pytest.mark.parametrize("xs,ws,s,p,op,d", CONVT_CASES)
+def test_conv_transpose2d_vs_torch(torch, xs, ws, s, p, op, d):
+    F = torch.nn.functional
+    x, w = randn(xs, 1), randn(ws, 2)
+    tx, tw = T(torch, x, True), T(torch, w, True)
+    ty = F.conv_transpose2d(tx, tw, stride=s, padding=p, output_padding=op, dilation=d)
+    y = K.conv_transpose2d(x, w, s, p, op, d)
+    close(y, ty)
+    gy = randn(y.shape, 3)
+    ty.backward(T(torch, gy))
+    # the expressions the graph layer uses for conv_transpose2d's gradients
+    close(K.conv2d(gy, w, s, p, d), tx.grad)
+    close(K.conv2d_grad_weight(x, gy, ws[2:], s, p, d), tw.grad)
+
+
+@pytest.mark.parametrize("s,p,d", [(1, 0, 1), (2, 1, 1), (2, 2, 2), (3, 1, 2)])
+def test_conv1d_vs_torch(torch, s, p, d):
+    F = torch.nn.functional
+    x, w = randn((2, 3, 19), 1), randn((5, 3, 3), 2)
+    tx, tw = T(torch, x, True), T(torch, w, True)
+    ty = F.conv1d(tx, tw, stride=s, padding=p, dilation=d)
+    y = K.conv1d(x, w, s, p, d)
+    close(y, ty)
+    gy = randn(y.shape, 3)
+    ty.backward(T(torch, gy))
+    close(K.conv1d_grad_input(gy, w, 19, s, p, d), tx.grad)
+    close(K.conv1d_grad_weight(gy, x, 3, s, p, d), tw.grad)
+
+
+@pytest.mark.parametrize("xs,k,s,p", POOL_CASES)
+def test_maxpool_vs_torch(torch, xs, k, s, p):
+    x = randn(xs, 1)
+    tx = T(torch, x, True)
+    ty = torch.nn.functional.max_pool2d(tx, k, s, p)
+    y = K.maxpool2d(x, k, s, p)
+    close(y, ty)
+    gy = randn(y.shape, 2)
+    ty.backward(T(torch, gy))
+    close(K.maxpool2d_grad(gy, x, k, s, p), tx.grad)
+
+
+@pytest.mark.parametrize("xs,k,s,p", POOL_CASES)
+def test_maxpool_ties_vs_torch(torch, xs, k, s, p):
+    # all-zero input plus a coarse integer grid: many exact ties per window
+    for x in (np.zeros(xs), rng(5).integers(0, 2, xs).astype(np.float64)):
+        tx = T(torch, x, True)
+        ty = torch.nn.functional.max_pool2d(tx, k, s, p)
+        close(K.maxpool2d(x, k, s, p), ty)
+        gy = randn(ty.shape, 2)
+        ty.backward(T(torch, gy))
+        close(K.maxpool2d_grad(gy, x, k, s, p), tx.grad)
+
+
+@pytest.mark.parametrize("xs,k,s,p", POOL_CASES)
+def test_avgpool_vs_torch(torch, xs, k, s, p):
+    x = randn(xs, 1)
+    tx = T(torch, x, True)
+    ty = torch.nn.functional.avg_pool2d(tx, k, s, p)
+    y = K.avgpool2d(x, k, s, p)
+    close(y, ty)
+    gy = randn(y.shape, 2)
+    ty.backward(T(torch, gy))
+    close(K.avgpool2d_grad(gy, xs[2:], k, s, p), tx.grad)
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_upsample_vs_torch(torch, mode, scale):
+    x = randn((2, 3, 5, 7), 1)
+    tx = T(torch, x, True)
+    kw = {"align_corners": False} if mode == "bilinear" else {}
+    ty = torch.nn.functional.interpolate(tx, scale_factor=scale, mode=mode, **kw)
+    if mode == "nearest":
+        y = K.upsample_nearest2d(x, scale)
+    else:
+        y = K.upsample_bilinear2d(x, scale)
+    close(y, ty)
+    gy = randn(y.shape, 2)
+    ty.backward(T(torch, gy))
+    if mode == "nearest":
+        gx = K.upsample_nearest2d_grad(gy, scale)
+    else:
+        gx = K.upsample_bilinear2d_grad(gy, (5, 7), scale)
+    close(gx, tx.grad)
+
+
+# ---------------------------------------------------------------- dtype
+
+def _all_kernels_float32():
+    f = np.float32
+    x, w = randn((2, 3, 8, 9), 1, f), randn((4, 3, 3, 3), 2, f)
+    y = K.conv2d(x, w, (2, 1), (1, 1), (1, 2))
+    gy = randn(y.shape, 3, f)
+    out = {
+        "conv2d": y,
+        "conv2d_grad_input": K.conv2d_grad_input(gy, w, (8, 9), (2, 1), (1, 1), (1, 2)),
+        "conv2d_grad_weight": K.conv2d_grad_weight(gy, x, (3, 3), (2, 1), (1, 1), (1, 2)),
+        "conv_transpose2d": K.conv_transpose2d(y, w, (2, 1), (1, 1), (1, 0), (1, 2)),
+    }
+    x1, w1 = randn((2, 3, 11), 1, f), randn((4, 3, 3), 2, f)
+    y1 = K.conv1d(x1, w1, 2, 1, 1)
+    g1 = randn(y1.shape, 3, f)
+    out.update(conv1d=y1,
+               conv1d_grad_input=K.conv1d_grad_input(g1, w1, 11, 2, 1, 1),
+               conv1d_grad_weight=K.conv1d_grad_weight(g1, x1, 3, 2, 1, 1))
+    for name, (k, s, p) in {"overlap": (3, 2, 1), "tiled": (3, 3, 0)}.items():
+        x = randn((2, 3, 9, 12), 4, f)
+        y = K.maxpool2d(x, k, s, p)
+        gy = randn(y.shape, 5, f)
+        out["maxpool2d_" + name] = y
+        out["maxpool2d_grad_" + name] = K.maxpool2d_grad(gy, x, k, s, p)
+        out["avgpool2d_" + name] = K.avgpool2d(x, k, s, p)
+        out["avgpool2d_grad_" + name] = K.avgpool2d_grad(gy, (9, 12), k, s, p)
+    x = randn((2, 3, 4, 5), 6, f)
+    g = randn((2, 3, 8, 10), 7, f)
+    out.update(upsample_nearest2d=K.upsample_nearest2d(x, 2),
+               upsample_nearest2d_grad=K.upsample_nearest2d_grad(g, 2),
+               upsample_bilinear2d=K.upsample_bilinear2d(x, 2),
+               upsample_bilinear2d_grad=K.upsample_bilinear2d_grad(g, (4, 5), 2))
+    return out
+
+
+@pytest.mark.parametrize("name,out", list(_all_kernels_float32().items()))
+def test_float32_stays_float32(name, out):
+    assert out.dtype == np.float32, name
+
+
+def test_float32_matches_torch(torch):
+    F = torch.nn.functional
+    x, w = randn((2, 3, 8, 9), 1, np.float32), randn((4, 3, 3, 3), 2, np.float32)
+    y = K.conv2d(x, w, 2, 1, 1)
+    np.testing.assert_allclose(
+        y, F.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=2, padding=1).numpy(),
+        rtol=1e-5, atol=1e-5)
+    xb = randn((2, 3, 5, 6), 3, np.float32)
+    for scale in (2, 3):
+        yb = K.upsample_bilinear2d(xb, scale)
+        tb = F.interpolate(torch.from_numpy(xb), scale_factor=scale, mode="bilinear",
+                           align_corners=False).numpy()
+        np.testing.assert_allclose(yb, tb, rtol=1e-5, atol=1e-6)
