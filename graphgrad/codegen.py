@@ -127,8 +127,11 @@ class _Emitter:
         shown = shown if len(shown) <= 120 else shown[:117] + "..."
         for temp, value in temps:
             self.lines.append(f"    {temp} = {printer.doprint(value)}")
-        self.lines.append(f"    {var} = {printer.doprint(reduced)}  # {node}: {data['op']} = {shown} "
-                          f"{_fmt_shape(data['shape'])}")
+        value = printer.doprint(reduced)
+        if not set(syms) <= expr.free_symbols:  # e.g. x*0 simplified to 0: keep the shape and dtype
+            shapes = ", ".join(f"np.shape({a})" for a in args)
+            value = f"np.broadcast_to(np.asarray({value}, dtype=F), np.broadcast_shapes({shapes}))"
+        self.lines.append(f"    {var} = {value}  # {node}: {data['op']} = {shown} {_fmt_shape(data['shape'])}")
 
 
 def generate(graph, dtype: str = "float32", check_finite: bool = False, title: str = "",

@@ -232,10 +232,11 @@ def _absorb(graph, v):
         target = next(((s, a) for s, a in pairs if _fusable_into(graph, a, v)), None)
         if target is None:
             break
-        sym, u = target
+        u = target[1]
         inner, inner_pairs = _node_expr(graph, u)
         fresh = {s: sympy.Dummy(s.name, real=True) for s, _ in inner_pairs}
-        candidate = expr.xreplace({sym: inner.xreplace(fresh)})
+        inlined = inner.xreplace(fresh)
+        candidate = expr.xreplace({s: inlined for s, a in pairs if a == u})
         if sympy.count_ops(candidate) > MAX_FUSED_OPS:
             break
         expr = candidate

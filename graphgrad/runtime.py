@@ -19,7 +19,7 @@ from .autodiff import grad
 from .codegen import generate
 from .errors import GraphError
 from .ir import Tensor, canonical
-from .passes import optimise, specialize_mode
+from .passes import STABILITY_PASSES, dead_code, optimise
 
 _MODULES: dict = {}  # cache key -> loaded module, for this process
 
@@ -112,7 +112,8 @@ def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single
     for i, o in enumerate(outs):
         work.apply("output", [o], {"key": f"out:{i}"}, name=f"out_{i}")
     _keep_feasible_updates(work, outs, training)
-    work = specialize_mode(work, training)
+    # stable forms first, so that the chain rule differentiates log_softmax, not log(softmax)
+    work = optimise(work, training, passes=(dead_code, *STABILITY_PASSES))
     outs = [work.tensor(o.node) for o in outs]
     if wrt:
         params = [work.tensor(w.node) for w in wrt]
@@ -226,7 +227,7 @@ class Compiled:
         write_atomic(path, self.source)
 
     def __call__(self, params, **feeds):
-        feeds = check_feeds(self.module.INPUTS, feeds)
+        feeds = check_feeds(self.module.INPUTS, feeds, known={t.node for t in self.graph.inputs})
         check_params(self.module.PARAMS, params)
         try:
             results = self.module.step(params, feeds, self.state)
@@ -250,13 +251,16 @@ def _fmt(shape):
     return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def check_feeds(spec: dict, feeds: dict) -> dict:
-    """Validate feeds against the inputs' declared shapes and dtypes, before any generated code runs."""
+def check_feeds(spec: dict, feeds: dict, known=()) -> dict:
+    """Validate feeds against the inputs' declared shapes and dtypes, before any generated code runs.
+
+    Feeds for ``known`` inputs of the graph that this function does not use are ignored.
+    """
     missing = sorted(set(spec) - set(feeds))
     if missing:
         raise GraphError(f"missing feed for input {missing[0]!r} (shape {_fmt(spec[missing[0]][0])}); "
                          f"the graph needs {sorted(spec)}")
-    extra = sorted(set(feeds) - set(spec))
+    extra = sorted(set(feeds) - set(spec) - set(known))
     if extra:
         raise GraphError(f"unexpected feed {extra[0]!r}: the graph's inputs are {sorted(spec)}")
     batch = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 
 import sympy
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.str import StrPrinter
 
 from .errors import GraphError
 from .ir import Tensor
@@ -61,3 +63,195 @@ def formula(t: Tensor) -> sympy.Expr:
         return result
 
     return build(t.node)
+
+
+# -- printing: the textbook notation ------------------------------------------
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+class UnicodePrinter(StrPrinter):
+    """One-line Unicode: σ(x)(1 − σ(x)), 1 − tanh(x)², [x > 0] for a branch (Iverson bracket)."""
+
+    printmethod = "_unicode"  # not "_sympystr": our ops' plain-text methods print ``**``
+
+    def _print_sigmoid(self, e):
+        return f"σ({self._print(e.args[0])})"
+
+    def _print_select(self, e):
+        c, a, b = e.args
+        if (a, b) == (1, 0):
+            return f"[{self._print(c)} > 0]"
+        return f"({self._print(a)} if {self._print(c)} > 0 else {self._print(b)})"
+
+    def _print_Pow(self, e, rational=False):
+        base, exp = e.args
+        b = self.parenthesize(base, PRECEDENCE["Pow"], strict=True)
+        if exp == sympy.S.Half:
+            return f"√{b}"
+        if exp.is_Integer and exp < 0:
+            return f"1/{b}" if exp == -1 else f"1/{b}{str(-exp).translate(_SUPERSCRIPT)}"
+        if exp.is_Integer:
+            return f"{b}{str(exp).translate(_SUPERSCRIPT)}"
+        return f"{b}^{self.parenthesize(exp, PRECEDENCE['Pow'], strict=True)}"
+
+    def _print_power(self, e):
+        return self._print_Pow(sympy.Pow(*e.args, evaluate=False))
+
+    def _print_floor(self, e):
+        return f"⌊{self._print(e.args[0])}⌋"
+
+    def _print_Mul(self, e):
+        # textbook order and juxtaposition: σ(x)(1 − σ(x)), not (1 − σ(x))*σ(x)
+        c, factors = e.as_coeff_mul()
+        if c < 0:
+            return "-" + self.parenthesize(-e, PRECEDENCE["Add"])
+        if any(f.is_Pow and f.exp.is_negative for f in factors):
+            return super()._print_Mul(e)
+        parts = ([self._print(c)] if c != 1 else []) + [
+            self.parenthesize(f, PRECEDENCE["Mul"]) for f in sorted(factors, key=lambda f: f.is_Add)]
+        text = parts[0]
+        for part in parts[1:]:
+            text += part if part.startswith("(") and text.endswith(")") else "*" + part
+        return text
+
+    def _print_Float(self, e):
+        return f"{float(e):g}"
+
+    def _print_Exp1(self, e):
+        return "e"
+
+    def _print_Pi(self, e):
+        return "π"
+
+    def _print_Function(self, e):
+        if type(e).__name__ == "exp":
+            return f"e^{self.parenthesize(e.args[0], PRECEDENCE['Pow'], strict=True)}"
+        return super()._print_Function(e)
+
+    def doprint(self, expr):
+        # the only "*" and "-" left are products and minus signs: print them as · and −
+        return super().doprint(expr).replace("*", "·").replace("-", "−")
+
+
+def unicode(expr) -> str:
+    """``expr`` in one line of Unicode math, e.g. ``σ(x)·(1 − σ(x))``."""
+    return UnicodePrinter().doprint(sympy.sympify(expr))
+
+
+def latex(expr) -> str:
+    """``expr`` as LaTeX; σ and branches print as in textbooks (see `elementwise.sigmoid`)."""
+    return sympy.latex(sympy.sympify(expr))
+
+
+def local_formula(op_name: str, n_args: int, attrs: dict, index: int) -> sympy.Expr:
+    """∂op/∂argument ``index`` written in the op's own symbols (x, or a, b, ...), for display.
+
+    Unlike the derivative the vjp uses, the forward output is not replaced by
+    ``y``, so sigmoid's reads σ(x)(1 − σ(x)) as in textbooks.
+    """
+    expr, syms = node_formula(op_name, n_args, attrs)
+    return merge_selects(sympy.diff(expr, syms[index]))
+
+
+def merge_selects(expr):
+    """``c·select(x, 0, 1) + select(x, 1, 0)`` -> ``select(x, 1, c)``: one branch, as a textbook writes it."""
+    from .ops.elementwise import select
+
+    terms = sympy.Add.make_args(expr)
+    parts = [t.as_independent(select) for t in terms]
+    conds = {s.args[0] for _, s in parts if isinstance(s, select)}
+    if len(terms) < 2 or len(conds) != 1 or not all(isinstance(s, select) for _, s in parts):
+        return expr
+    return select(conds.pop(), sum(c * s.args[1] for c, s in parts), sum(c * s.args[2] for c, s in parts))
+
+
+# Structural ops have vjp rules rather than formulas; these are their textbook
+# local derivatives, written as the product applied to the incoming gradient ḡ.
+STRUCTURAL = {
+    "matmul": ("ḡ·bᵀ", "aᵀ·ḡ"),
+    "sum": ("broadcast ḡ",), "mean": ("ḡ / n",), "max": ("ḡ at the argmax",),
+    "reshape": ("reshape ḡ",), "transpose": ("ḡᵀ",), "getitem": ("scatter ḡ",),
+    "softmax": ("y·(ḡ − Σ ḡ·y)",), "log_softmax": ("ḡ − softmax(x)·Σ ḡ",),
+    "conv2d": ("conv_transpose(ḡ, W)", "conv(x, ḡ)"),
+    "conv_transpose2d": ("conv(ḡ, W)", "conv(ḡ, x)"),
+    "max_pool2d": ("ḡ at each window's max",), "avg_pool2d": ("ḡ / k² spread",),
+    "concat": ("slice of ḡ",), "stack": ("slice of ḡ",), "cast": ("ḡ",),
+}
+
+
+def local_text(op_name: str, n_args: int, attrs: dict, index: int, notation: str = "unicode") -> str:
+    """The label of a backward edge: the local derivative ∂op/∂arg ``index`` as text."""
+    spec = get_op(op_name)
+    if spec.elementwise:
+        d = local_formula(op_name, n_args, attrs, index)
+        return latex(d) if notation == "latex" else unicode(d)
+    rules = STRUCTURAL.get(op_name)
+    if rules:
+        return rules[min(index, len(rules) - 1)]
+    return f"vjp of {op_name}"
+
+
+# Known bounds of |f′| for activations: the reason a deep chain vanishes or not.
+BOUNDS = {
+    "sigmoid": ("σ′ ≤ ¼", 0.25), "tanh": ("tanh′ ≤ 1", 1.0), "relu": ("ReLU′ ∈ {0, 1}", 1.0),
+    "leaky_relu": ("leaky ReLU′ ∈ {α, 1}", 1.0), "softplus": ("softplus′ < 1", 1.0),
+    "elu": ("ELU′ ∈ (0, 1] for α ≤ 1", 1.0), "silu": ("SiLU′ < 1.1", 1.1), "gelu": ("GELU′ < 1.13", 1.13),
+    "exp": ("exp′ = eˣ, unbounded", None), "log": ("log′ = 1/x, unbounded near 0", None),
+}
+
+
+def bound(op_name: str, n_args: int, attrs: dict, index: int):
+    """``(text, value)``: a known upper bound of |∂op/∂arg|, or ``(None, None)``.
+
+    Constant derivatives (add, sub, neg, scaling by a number) bound themselves.
+    """
+    if op_name in BOUNDS:
+        return BOUNDS[op_name]
+    if get_op(op_name).elementwise:
+        d = local_formula(op_name, n_args, attrs, index)
+        if d.is_Number:
+            return f"= {unicode(d)}", abs(float(d))
+    return None, None
+
+
+# -- layer shape formulas -------------------------------------------------------
+H, P, D, K, S, OP = sympy.symbols("H p d k s output_padding", integer=True)
+_WINDOW = (sympy.floor((H + 2 * P - D * (K - 1) - 1) / S) + 1,
+           "⌊(H + 2p − d(k−1) − 1)/s⌋ + 1", r"\left\lfloor \frac{H + 2p - d(k-1) - 1}{s} \right\rfloor + 1")
+_TRANSPOSED = ((H - 1) * S - 2 * P + D * (K - 1) + OP + 1,
+               "(H − 1)s − 2p + d(k−1) + output_padding + 1", r"(H - 1)s - 2p + d(k-1) + \mathrm{output\_padding} + 1")
+# op -> (SymPy expression, Unicode text, LaTeX text) of one spatial output size, as in PyTorch's docs
+SHAPE_FORMULAS = {"conv1d": _WINDOW, "conv2d": _WINDOW, "max_pool2d": _WINDOW, "avg_pool2d": _WINDOW,
+                  "conv_transpose2d": _TRANSPOSED}
+
+
+def _first(value):
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def shape_formula(op_name: str, attrs: dict = None, size=None, kernel=None):
+    """The output-size formula of a windowed op (convolution, pooling) as a SymPy expression.
+
+    With ``attrs`` (stride, padding, dilation, output_padding) those symbols are
+    substituted; with ``size`` and ``kernel`` too, the result is a number.
+    `SHAPE_FORMULAS` also holds the textbook text.
+
+    >>> import graphgrad.symbolic as s
+    >>> s.shape_formula("conv2d", {"stride": 2, "padding": 1}, size=28, kernel=3)
+    14
+    >>> s.SHAPE_FORMULAS["conv2d"][1]
+    '⌊(H + 2p − d(k−1) − 1)/s⌋ + 1'
+    """
+    if op_name not in SHAPE_FORMULAS:
+        raise GraphError(f"{op_name} has no output-size formula; known: {sorted(SHAPE_FORMULAS)}")
+    expr = SHAPE_FORMULAS[op_name][0]
+    subs = {}
+    if attrs is not None:
+        stride = attrs.get("stride") or attrs.get("kernel_size") or 1
+        subs = {S: _first(stride), P: _first(attrs.get("padding", 0)),
+                D: _first(attrs.get("dilation", 1)), OP: _first(attrs.get("output_padding", 0))}
+    if size is not None:
+        subs[H] = size
+    if kernel is not None:
+        subs[K] = kernel
+    return expr.subs(subs)

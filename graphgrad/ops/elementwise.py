@@ -275,7 +275,9 @@ elementwise("maximum", (A, B), maximum, domain=("real", "real"), doc="elementwis
 elementwise("minimum", (A, B), minimum, domain=("real", "real"), doc="elementwise min")
 elementwise("where", (C, A, B), select, domain=("nonzero", "real", "real"),
             doc="a where c > 0 (or True), else b", dtype=lambda dtypes, attrs: _float_of(dtypes[1:]))
-elementwise("expr", None, _expr_formula, doc="a fused elementwise SymPy expression over a0, a1, ...")
+_A0, _A1 = expr_symbols(2)
+elementwise("expr", None, _expr_formula, doc="a fused elementwise SymPy expression over a0, a1, ...",
+            test_attrs={"expr": _A0 * sympy.tanh(_A1) + _A0 ** 2})
 
 
 def _float_of(dtypes):

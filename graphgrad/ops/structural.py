@@ -66,7 +66,7 @@ register(Op(
     name="matmul", arity=2, shape=_matmul_shape, emit=lambda args, a: f"{args[0]} @ {args[1]}",
     vjps=(lambda g, args, out, a: unbroadcast(g @ _swap_last(args[1]), args[0].shape),
           lambda g, args, out, a: unbroadcast(_swap_last(args[0]) @ g, args[1].shape)),
-    dtype=same_dtype_as_first, doc="matrix product, batched over leading axes",
+    dtype=same_dtype_as_first, doc="matrix product, batched over leading axes", test_shapes=((2, 3, 4), (4, 5)),
 ))
 
 

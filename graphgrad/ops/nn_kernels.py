@@ -1,0 +1,46 @@
+"""NumPy helpers for the layer ops that `graphgrad.kernels` does not cover: dropout masks and
+the transpose of max-pooling's gradient routing.
+
+This module's source is pasted into generated modules, so it imports numpy only.
+"""
+import numpy as np
+
+# One generator per seed, created on first use: a run of a generated module draws the same
+# sequence of masks for a seed, whatever else it does.
+_nk_generators = {}
+
+
+def dropout_mask(x, rate, seed):
+    """An inverted-dropout mask shaped like ``x``: 0 with probability ``rate``, else 1 / (1 − rate)."""
+    rng = _nk_generators.get(seed)
+    if rng is None:
+        rng = _nk_generators[seed] = np.random.default_rng(seed)
+    keep = rng.random(x.shape, dtype=np.float32) >= rate
+    return keep.astype(x.dtype) * (1.0 / (1.0 - rate))  # a Python float: float32 stays float32
+
+
+def maxpool2d_gather(c, x, kernel, stride, padding):
+    """``c`` read at each pooling window's first arg-max of ``x``: the transpose of maxpool2d_grad.
+
+    Loops over the kh·kw kernel taps only; each tap is a strided view of all windows.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    N, C, H, W = x.shape
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    xp = np.full((N, C, H + 2 * ph, W + 2 * pw), -np.inf, dtype=x.dtype)
+    xp[:, :, ph:ph + H, pw:pw + W] = x
+    cp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=c.dtype)
+    cp[:, :, ph:ph + H, pw:pw + W] = c
+    windows = [(i, j) for i in range(kh) for j in range(kw)]
+
+    def tap(a, i, j):
+        return a[:, :, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw]
+
+    y = np.max([tap(xp, i, j) for i, j in windows], axis=0)
+    out = np.zeros((N, C, Ho, Wo), dtype=c.dtype)
+    free = np.ones(out.shape, dtype=bool)  # windows whose arg-max is not yet found (PyTorch: the first wins)
+    for i, j in windows:
+        hit = (tap(xp, i, j) == y) & free
+        free &= ~hit
+        np.copyto(out, tap(cp, i, j), where=hit)
+    return out
