@@ -278,7 +278,7 @@ def fuse_elementwise(graph):
 
 
 STABILITY_PASSES = (log_softmax_rewrite, log_sigmoid_rewrite, log1p_rewrite)
-PASSES = (dead_code, *STABILITY_PASSES, constant_fold, common_subexpressions, fuse_elementwise)
+PASSES = (dead_code, *STABILITY_PASSES, constant_fold, common_subexpressions, fuse_elementwise)  # fusion last
 
 
 def optimise(graph, training: bool = True, passes=PASSES, max_rounds: int = 10):

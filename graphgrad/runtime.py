@@ -19,7 +19,7 @@ from .autodiff import grad
 from .codegen import generate
 from .errors import GraphError
 from .ir import Tensor, canonical
-from .passes import STABILITY_PASSES, dead_code, optimise
+from .passes import PASSES, STABILITY_PASSES, dead_code, optimise
 
 _MODULES: dict = {}  # cache key -> loaded module, for this process
 
@@ -116,6 +116,9 @@ def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single
     work = optimise(work, training, passes=(dead_code, *STABILITY_PASSES))
     outs = [work.tensor(o.node) for o in outs]
     if wrt:
+        for w in wrt:  # a param the outputs do not use was dropped as dead code: its gradient is zero
+            if w.node not in work.nx:
+                work.nx.add_node(w.node, **graph.nx.nodes[w.node])
         params = [work.tensor(w.node) for w in wrt]
         grads = grad(outs[0], params)
         if optimizer is None:
@@ -123,7 +126,8 @@ def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single
                 work.apply("output", [g], {"key": f"grad:{p.node}"}, name=f"grad_out/{p.node}")
         else:
             optimizer.build(work, params, grads)
-    work = optimise(work, training)
+    # without fusion every node keeps its own line, so check_finite can name the first bad one
+    work = optimise(work, training, passes=PASSES if not check_finite else PASSES[:-1])
     kind = {"value": "forward", "grads": "forward + backward", "step": "training step"}[mode]
     return generate(work, dtype=dtype, check_finite=check_finite, single=single, mode=mode,
                     title=f"graph {graph.name!r}: {kind}"), work

@@ -1,0 +1,154 @@
+"""Each optimisation pass on its own: what it changes, that values do not change,
+and the SymPy identity behind each stability rewrite."""
+import numpy as np
+import pytest
+import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import graphgrad as gg
+from graphgrad import passes
+
+
+def rooted(t):
+    """A copy of t's graph with an output node on t, as compile builds it."""
+    g = t.graph.copy()
+    g.apply("output", [g.tensor(t.node)], {"key": "out:0"}, name="out_0")
+    return g
+
+
+def ops_of(g):
+    return sorted(d["op"] for _, d in g.nx.nodes(data=True))
+
+
+def evaluate(g, feeds):
+    from graphgrad.codegen import generate
+
+    namespace = {}
+    exec(generate(g, dtype="float64"), namespace)  # noqa: S102
+    return namespace["step"]({}, feeds, {})["out:0"]
+
+
+def test_dead_code_drops_what_no_output_needs():
+    g = gg.Graph()
+    x = g.input("x", (3,))
+    unused = gg.exp(x) * 2.0
+    y = gg.tanh(x)
+    out = passes.dead_code(rooted(y))
+    assert unused.node not in out.nx and y.node in out.nx
+    assert passes.dead_code(out) is out  # nothing more to do: the same graph comes back
+
+
+def test_common_subexpressions_are_merged():
+    g = gg.Graph()
+    x = g.input("x", (3,))
+    y = gg.exp(x) + gg.exp(x)
+    out = passes.common_subexpressions(rooted(y))
+    assert ops_of(out).count("exp") == 1
+    np.testing.assert_allclose(evaluate(out, {"x": np.arange(3.0)}), 2 * np.exp(np.arange(3.0)))
+
+
+def test_constants_are_folded():
+    g = gg.Graph()
+    x = g.input("x", (3,))
+    y = x * (g.const(np.array([1.0, 2.0, 3.0])) * 2.0 + 1.0)
+    out = passes.constant_fold(rooted(y))
+    assert ops_of(out).count("mul") == 1 and ops_of(out).count("add") == 0
+    np.testing.assert_allclose(evaluate(out, {"x": np.ones(3)}), [3.0, 5.0, 7.0])
+
+
+def test_fusion_makes_one_expression_per_region():
+    g = gg.Graph()
+    x = g.input("x", (4,))
+    y = gg.tanh(gg.exp(x) * 2.0 + 1.0) - x
+    out = passes.optimise(rooted(y))
+    assert [d["op"] for _, d in out.nx.nodes(data=True) if d["op"] not in ("input", "output")] == ["expr"]
+    feeds = {"x": np.linspace(-1, 1, 4)}
+    np.testing.assert_allclose(evaluate(out, feeds), np.tanh(np.exp(feeds["x"]) * 2 + 1) - feeds["x"])
+
+
+def test_fusion_keeps_values_used_twice():
+    g = gg.Graph()
+    x = g.input("x", (4,))
+    e = gg.exp(x)
+    y = (e.reshape(1, 4) @ g.const(np.ones((4, 1)))).sum() + (e * 3.0).sum()  # e feeds a matmul and an elementwise op
+    out = passes.optimise(rooted(y))
+    feeds = {"x": np.linspace(-1, 1, 4)}
+    np.testing.assert_allclose(evaluate(out, feeds), 4 * np.exp(feeds["x"]).sum())
+
+
+@pytest.mark.parametrize("rewrite", passes.STABILITY_PASSES, ids=lambda p: p.__name__)
+def test_stability_identity_holds(rewrite):
+    before, after = rewrite.identity
+    difference = (before - after).rewrite(sympy.exp).rewrite(sympy.log)
+    assert sympy.simplify(sympy.expand_log(difference, force=True)) == 0
+
+
+def test_log_softmax_rewrite():
+    g = gg.Graph()
+    z = g.input("z", (2, 3))
+    out = passes.log_softmax_rewrite(rooted(gg.log(gg.softmax(z))))
+    assert "log_softmax" in ops_of(out) and "log" not in ops_of(out)
+    value = evaluate(passes.dead_code(out), {"z": np.array([[1e4, 0, -1e4], [1.0, 2.0, 3.0]])})
+    assert np.all(np.isfinite(value))
+
+
+def test_log_sigmoid_rewrite():
+    g = gg.Graph()
+    z = g.input("z", (3,))
+    out = passes.log_sigmoid_rewrite(rooted(gg.log(gg.sigmoid(z))))
+    assert "sigmoid" not in ops_of(out)
+    np.testing.assert_allclose(evaluate(out, {"z": np.array([-1000.0, 0.0, 30.0])}),
+                               [-1000.0, np.log(0.5), -np.log1p(np.exp(-30.0))])
+
+
+def test_log1p_rewrite():
+    g = gg.Graph()
+    z = g.input("z", (2,))
+    out = passes.log1p_rewrite(rooted(gg.log(1.0 + z)))
+    assert "log1p" in ops_of(out) and "log" not in ops_of(out)
+    np.testing.assert_allclose(evaluate(out, {"z": np.array([1e-20, 1.0])}), [1e-20, np.log(2.0)], rtol=1e-12)
+
+
+def test_no_nan_leaks_from_the_branch_where_did_not_select():
+    g = gg.Graph()
+    x = g.input("x", (3,))
+    y = gg.where(x > 0.0, gg.sqrt(x), 0.0).sum()
+    with np.errstate(all="ignore"):
+        _, grads = gg.compile(y, wrt=[x])({}, x=np.array([-1.0, 0.0, 4.0], np.float32))
+    np.testing.assert_allclose(grads["x"], [0.0, 0.0, 0.25])
+
+
+def test_guard_selects_moves_products_inside_the_branch():
+    from graphgrad.ops.elementwise import select
+
+    c, g, r = sympy.symbols("c g r", real=True)
+    assert passes.guard_selects(select(c, g, 0) * r) == select(c, g * r, 0)
+
+
+# -- random DAGs: elementwise, matmul and reductions pass check_grad ----------------------
+UNARY = [gg.tanh, gg.sigmoid, gg.exp, lambda t: t * t, gg.softplus, gg.silu]
+BINARY = [lambda a, b: a + b, lambda a, b: a * b, lambda a, b: a - b]
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 100), st.integers(0, 100)), min_size=2, max_size=7),
+       st.integers(0, 2 ** 16))
+def test_random_dags_pass_check_grad(program, seed):
+    g = gg.Graph("random")
+    x = g.input("x", (3, 4))
+    w = g.param("w", (4, 4))
+    nodes = [x, x @ w]
+    for kind, i, j in program:
+        a, b = nodes[i % len(nodes)], nodes[j % len(nodes)]
+        if kind <= 1:
+            nodes.append(UNARY[(i + j) % len(UNARY)](a) * 0.5)
+        elif kind == 2:
+            nodes.append(BINARY[(i + j) % len(BINARY)](a, b))
+        elif kind == 3:
+            nodes.append(gg.tanh(a) @ w)
+        else:
+            nodes.append(a.sum(axis=1, keepdims=True) * 0.1 + b)
+    loss = (nodes[-1] * nodes[-1]).mean() + nodes[-2].sum() * 0.1
+    rng = np.random.default_rng(seed)
+    gg.check_grad(loss, {"w": rng.normal(size=(4, 4)) * 0.5}, {"x": rng.normal(size=(3, 4))}, wrt=[w, x])
