@@ -251,7 +251,7 @@ def _absorb(graph, v):
         expr = expr.xreplace({s: sympy.sympify(value) for s, value in consts.items()})
         pairs = [(s, a) for s, a in pairs if s not in consts]
         changed = True
-    if not changed:
+    if not changed and guard_selects(expr) == expr:
         return False
     # one symbol per distinct argument node, numbered in argument order
     unique = list(dict.fromkeys(a for _, a in pairs))

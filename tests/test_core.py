@@ -185,7 +185,7 @@ def test_second_compile_is_served_from_the_cache(tmp_path):
     g, x, y, h, logits, loss = mlp_graph(12, 8)
     first = gg.compile(loss, wrt=g.params)
     second = gg.compile(loss, wrt=g.params)
-    assert second.module is first.module and second.state is not first.state
+    assert second.module is first.module and second.state is not first.state and second.cached
     script = textwrap.dedent("""
         import time, sys
         sys.path.insert(0, %r)
@@ -193,7 +193,7 @@ def test_second_compile_is_served_from_the_cache(tmp_path):
         import graphgrad as gg
         g, x, y, h, logits, loss = mlp_graph(12, 8)
         start = time.perf_counter(); f = gg.compile(loss, wrt=g.params)
-        print(f.optimized_graph is None)
+        print(f.cached)
     """ % os.path.dirname(__file__))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "True"  # built nothing: loaded from the on-disk cache
