@@ -25,5 +25,9 @@ demo: $(STAMP) dot
 test: $(STAMP) dot
 	$(PY) -m pytest
 
+# figures and formulas are drawn by graphgrad itself while building (docs/gen_figures.py)
+docs: $(STAMP) dot
+	$(VENV)/bin/mkdocs build --strict -d site
+
 clean:
 	rm -rf $(VENV) out .pytest_cache

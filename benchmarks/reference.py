@@ -533,7 +533,8 @@ class _BN:
         np.sqrt(self.inv, out=self.inv)
         np.divide(1.0, self.inv, out=self.inv)
         np.multiply(xh, self.inv, out=xh)
-        np.multiply(xh, gamma, out=out)
+        # ``out`` may be an (N, H, W, C) view (e.g. a padded conv input)
+        np.multiply(xh.reshape(out.shape), gamma, out=out)
         np.add(out, beta, out=out)
         return out
 
@@ -846,8 +847,9 @@ class _UpConv2:
 # data
 # --------------------------------------------------------------------------
 
-WORKLOADS = {"W1": MLP, "W2": CNN, "W3": LSTM, "W4": Bottleneck, "W5": UNet}
-NAMES = {"W1": "mlp", "W2": "cnn", "W3": "lstm", "W4": "resnet", "W5": "unet"}
+WORKLOADS = {"W1": MLP, "W2": CNN, "W3": LSTM, "W4": Bottleneck, "W5": UNet, "C1": LSTM}
+NAMES = {"W1": "mlp", "W2": "cnn", "W3": "lstm", "W4": "resnet", "W5": "unet",
+         "C1": "compile (W3 LSTM, T=100)"}
 
 
 def glorot_uniform(rng, shape, dtype=np.float32):
@@ -875,7 +877,8 @@ def _conv(rng, p, name, c_out, c_in, k, bias=True):
 
 def make_workload(name, seed=0, small=False):
     """Random float32 data and glorot-uniform params (zero biases, BatchNorm
-    gamma 1 / beta 0) for workload ``name`` ("W1".."W5").  ``small`` gives a
+    gamma 1 / beta 0) for workload ``name`` ("W1".."W5", or "C1": the W3
+    LSTM with T = 100).  ``small`` gives a
     tiny configuration with the same structure, for tests."""
     rng = np.random.default_rng(seed)
     p, d = {}, {}
@@ -893,8 +896,10 @@ def make_workload(name, seed=0, small=False):
         _dense(rng, p, "fc", C2 * (S // 4) ** 2, 10)
         d["x"] = rng.standard_normal((N, 1, S, S)).astype(f32)
         d["y"] = rng.integers(0, 10, N).astype(np.int64)
-    elif name == "W3":
+    elif name in ("W3", "C1"):  # C1: the W3 LSTM with T = 100
         B, T, I, H = (3, 5, 4, 6) if small else (32, 50, 32, 128)
+        if name == "C1":
+            T *= 2
         lim = math.sqrt(6.0 / (I + 4 * H))
         p["lstm.W_ih"] = rng.uniform(-lim, lim, (4 * H, I)).astype(f32)
         lim = math.sqrt(6.0 / (H + 4 * H))

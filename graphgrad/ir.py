@@ -62,9 +62,9 @@ class Tensor:
         return f"Tensor({self.node!r}, op={self.op}, shape={shape}, dtype={self.dtype})"
 
     def _repr_svg_(self):
-        from .render import render
+        from .render import svg
 
-        return render(self)._repr_image_svg_xml()
+        return svg(self)  # None without the dot binary: the notebook shows the text repr
 
     def _apply(self, op, *args, **attrs):
         return self.graph.apply(op, [self, *args], attrs)
@@ -208,9 +208,9 @@ class Graph:
         return f"Graph({self.name!r}, {self.nx.number_of_nodes()} nodes)"
 
     def _repr_svg_(self):
-        from .render import render
+        from .render import svg
 
-        return render(self)._repr_image_svg_xml()
+        return svg(self)  # None without the dot binary: the notebook shows the text repr
 
     # -- naming -----------------------------------------------------------
     @contextlib.contextmanager

@@ -126,8 +126,10 @@ def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single
                 work.apply("output", [g], {"key": f"grad:{p.node}"}, name=f"grad_out/{p.node}")
         else:
             optimizer.build(work, params, grads)
+    derived = work.copy()  # before the passes: what `render` draws for a compiled step
     # without fusion every node keeps its own line, so check_finite can name the first bad one
     work = optimise(work, training, passes=PASSES if not check_finite else PASSES[:-1])
+    work.derived = derived
     kind = {"value": "forward", "grads": "forward + backward", "step": "training step"}[mode]
     return generate(work, dtype=dtype, check_finite=check_finite, single=single, mode=mode,
                     title=f"graph {graph.name!r}: {kind}"), work
@@ -183,7 +185,11 @@ def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_
         source, work = _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode)
         module = _load(key, source)
     _MODULES[key] = module
-    return Compiled(module, graph, work, outputs, optimizer)
+    compiled = Compiled(module, graph, work, outputs, optimizer)
+    compiled.cached = work is None  # served from the in-memory or on-disk cache
+    # a cache hit skips the build; drawings rebuild the graphs on first use
+    compiled._rebuild = lambda: _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode)[1]
+    return compiled
 
 
 def _default_dtype(graph) -> str:
@@ -209,7 +215,19 @@ class Compiled:
     @property
     def optimized_graph(self):
         """The graph after all passes (what the source was generated from); rebuilt on a cache hit."""
+        if self._optimized is None and getattr(self, "_rebuild", None):
+            self._optimized = self._rebuild()
         return self._optimized
+
+    @property
+    def derived_graph(self):
+        """The graph before the passes: forward, chain rule and optimizer update, as `render` draws it."""
+        return self.optimized_graph.derived
+
+    def _repr_svg_(self):
+        from .render import svg
+
+        return svg(self)
 
     def __repr__(self):
         return f"<Compiled {self.module.MODE} of graph {self.graph.name!r}: {self.source.count(chr(10))} lines>"

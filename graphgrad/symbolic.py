@@ -174,20 +174,31 @@ STRUCTURAL = {
     "softmax": ("y·(ḡ − Σ ḡ·y)",), "log_softmax": ("ḡ − softmax(x)·Σ ḡ",),
     "conv2d": ("conv_transpose(ḡ, W)", "conv(x, ḡ)"),
     "conv_transpose2d": ("conv(ḡ, W)", "conv(ḡ, x)"),
-    "max_pool2d": ("ḡ at each window's max",), "avg_pool2d": ("ḡ / k² spread",),
+    "maxpool2d": ("ḡ to each window's max",), "avgpool2d": ("ḡ / k² to each window",),
+    "upsample_nearest2d": ("sum ḡ over each block",), "upsample_bilinear2d": ("bilinear weightsᵀ·ḡ",),
     "concat": ("slice of ḡ",), "stack": ("slice of ḡ",), "cast": ("ḡ",),
 }
 
 
-def local_text(op_name: str, n_args: int, attrs: dict, index: int, notation: str = "unicode") -> str:
-    """The label of a backward edge: the local derivative ∂op/∂arg ``index`` as text."""
+def local_text(op_name: str, n_args: int, attrs: dict, index: int, notation: str = "unicode",
+               names=None) -> str:
+    """The label of a backward edge: the local derivative ∂op/∂arg ``index`` as text.
+
+    ``names`` renames the op's argument symbols (a, b, ...) after the argument nodes.
+    """
     spec = get_op(op_name)
     if spec.elementwise:
         d = local_formula(op_name, n_args, attrs, index)
+        if names:
+            _, syms = node_formula(op_name, n_args, attrs)
+            d = d.xreplace({s: sympy.Symbol(name) for s, name in zip(syms, names)})
         return latex(d) if notation == "latex" else unicode(d)
     rules = STRUCTURAL.get(op_name)
     if rules:
-        return rules[min(index, len(rules) - 1)]
+        text = rules[min(index, len(rules) - 1)]
+        if names:  # "ḡ·bᵀ" -> "ḡ·Wᵀ"
+            text = re.sub(r"(?<![A-Za-z_])[ab](?![A-Za-z_])", lambda m: names["ab".index(m.group())], text)
+        return text
     return f"vjp of {op_name}"
 
 
@@ -221,7 +232,7 @@ _WINDOW = (sympy.floor((H + 2 * P - D * (K - 1) - 1) / S) + 1,
 _TRANSPOSED = ((H - 1) * S - 2 * P + D * (K - 1) + OP + 1,
                "(H − 1)s − 2p + d(k−1) + output_padding + 1", r"(H - 1)s - 2p + d(k-1) + \mathrm{output\_padding} + 1")
 # op -> (SymPy expression, Unicode text, LaTeX text) of one spatial output size, as in PyTorch's docs
-SHAPE_FORMULAS = {"conv1d": _WINDOW, "conv2d": _WINDOW, "max_pool2d": _WINDOW, "avg_pool2d": _WINDOW,
+SHAPE_FORMULAS = {"conv1d": _WINDOW, "conv2d": _WINDOW, "maxpool2d": _WINDOW, "avgpool2d": _WINDOW,
                   "conv_transpose2d": _TRANSPOSED}
 
 
@@ -252,6 +263,8 @@ def shape_formula(op_name: str, attrs: dict = None, size=None, kernel=None):
                 D: _first(attrs.get("dilation", 1)), OP: _first(attrs.get("output_padding", 0))}
     if size is not None:
         subs[H] = size
+    if kernel is None and attrs and "kernel" in attrs:  # pools carry their window; convs read it off W
+        kernel = _first(attrs["kernel"])
     if kernel is not None:
         subs[K] = kernel
     return expr.subs(subs)

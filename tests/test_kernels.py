@@ -1,12 +1,20 @@
 """Tests for graphgrad.kernels: forwards and backwards against PyTorch (float64),
 plus torch-free adjoint checks <fwd(x), gy> == <x, bwd(gy)> for the backwards."""
 import ast
+import importlib.util
 import inspect
+import pathlib
+import re
 
 import numpy as np
 import pytest
 
-from graphgrad import kernels as K
+# Loaded from its file, not via the package: the code generator pastes this
+# module verbatim into standalone code, so it must work with no package context.
+_PATH = pathlib.Path(__file__).resolve().parents[1] / "graphgrad" / "kernels.py"
+_spec = importlib.util.spec_from_file_location("graphgrad_kernels_standalone", _PATH)
+K = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(K)
 
 ATOL = 1e-10
 
@@ -42,6 +50,16 @@ def test_module_imports_only_numpy():
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "at"]
 
 
+def test_source_runs_when_pasted():
+    # what codegen does: drop the numpy import, paste, run with `np` in scope
+    body = re.sub(r"^import numpy as np\n", "", inspect.getsource(K), flags=re.M)
+    ns = {"np": np}
+    exec(compile(body, "<pasted kernels>", "exec"), ns)
+    x, w = randn((2, 3, 6, 5), 1), randn((4, 3, 3, 3), 2)
+    np.testing.assert_array_equal(ns["conv2d"](x, w, 1, 1), K.conv2d(x, w, 1, 1))
+    np.testing.assert_array_equal(ns["maxpool2d"](x, 2, 2), K.maxpool2d(x, 2, 2))
+
+
 # conv2d cases: (x shape, w shape, stride, padding, dilation); non-square throughout
 CONV_CASES = [
     ((2, 3, 7, 9), (4, 3, 3, 2), (1, 1), (0, 0), (1, 1)),
@@ -49,6 +67,8 @@ CONV_CASES = [
     ((2, 2, 11, 10), (3, 2, 3, 2), (1, 2), (1, 0), (2, 2)),
     ((1, 3, 10, 13), (2, 3, 2, 3), (2, 3), (2, 1), (2, 1)),
     ((2, 4, 5, 6), (3, 4, 1, 1), (1, 1), (0, 0), (1, 1)),
+    ((2, 3, 9, 7), (4, 3, 3, 2), (1, 1), (2, 1), (2, 3)),   # stride 1, dilated
+    ((2, 1, 8, 9), (16, 1, 3, 3), (1, 1), (1, 1), (1, 1)),  # C*kh*kw <= O
 ]
 
 # conv_transpose2d cases: (x shape, w shape (Cin, Cout, kh, kw), stride, padding,
@@ -58,6 +78,8 @@ CONVT_CASES = [
     ((2, 2, 4, 7), (2, 3, 3, 2), (2, 3), (0, 1), (1, 2), (1, 1)),
     ((1, 3, 6, 5), (3, 2, 2, 3), (1, 1), (1, 0), (0, 0), (2, 1)),
     ((2, 2, 3, 4), (2, 2, 3, 3), (3, 2), (1, 1), (2, 0), (2, 2)),
+    ((2, 3, 5, 6), (3, 4, 3, 3), (1, 1), (1, 1), (1, 1), (2, 2)),  # stride 1, op 1
+    ((2, 8, 4, 5), (8, 1, 3, 3), (1, 1), (0, 1), (0, 0), (1, 1)),
 ]
 
 # pooling cases: (x shape, kernel, stride, padding)
@@ -87,7 +109,7 @@ def test_conv_transpose2d_adjoint(xs, ws, s, p, op, d):
     x, w = randn(xs, 1), randn(ws, 2)
     y = K.conv_transpose2d(x, w, s, p, op, d)
     gy = randn(y.shape, 3)
-    assert_adjoint(y, gy, x, K.conv2d(gy, w, s, p, d))
+    assert_adjoint(y, gy, x, K.conv2d(gy, w, s, p, d)[:, :, :xs[2], :xs[3]])
     assert_adjoint(y, gy, w, K.conv2d_grad_weight(x, gy, ws[2:], s, p, d))
 
 
@@ -125,7 +147,11 @@ def test_upsample_adjoint(scale):
 @pytest.fixture(scope="module")
 def torch():
     torch = pytest.importorskip("torch")
-    return torch
+    # tiny tensors: thread start-up would dominate, so run torch single-threaded
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)
 
 
 def T(torch, a, grad=False):
@@ -163,7 +189,7 @@ def test_conv_transpose2d_vs_torch(torch, xs, ws, s, p, op, d):
     gy = randn(y.shape, 3)
     ty.backward(T(torch, gy))
     # the expressions the graph layer uses for conv_transpose2d's gradients
-    close(K.conv2d(gy, w, s, p, d), tx.grad)
+    close(K.conv2d(gy, w, s, p, d)[:, :, :xs[2], :xs[3]], tx.grad)
     close(K.conv2d_grad_weight(x, gy, ws[2:], s, p, d), tw.grad)
 
 
@@ -236,6 +262,27 @@ def test_upsample_vs_torch(torch, mode, scale):
     else:
         gx = K.upsample_bilinear2d_grad(gy, (5, 7), scale)
     close(gx, tx.grad)
+
+
+def test_conv2d_noncontiguous_inputs():
+    base = randn((2, 3, 8, 7), 1)
+    w = randn((4, 3, 3, 3), 2)
+    for x in (base.transpose(0, 1, 3, 2), base[:, :, ::2, :],
+              np.broadcast_to(base[:1], (3, 3, 8, 7))):
+        for s, p in (((1, 1), (1, 1)), ((2, 1), (0, 2))):
+            y = K.conv2d(x, w, s, p)
+            np.testing.assert_allclose(y, K.conv2d(np.ascontiguousarray(x), w, s, p), atol=ATOL)
+            gy = randn(y.shape, 3)
+            np.testing.assert_allclose(
+                K.conv2d_grad_weight(gy, x, (3, 3), s, p, 1),
+                K.conv2d_grad_weight(gy, np.ascontiguousarray(x), (3, 3), s, p, 1), atol=ATOL)
+    x = base.transpose(0, 1, 3, 2)
+    for k, s, p in ((2, 2, 0), (3, 2, 1)):
+        xc = np.ascontiguousarray(x)
+        np.testing.assert_array_equal(K.maxpool2d(x, k, s, p), K.maxpool2d(xc, k, s, p))
+        gy = randn(K.maxpool2d(xc, k, s, p).shape, 4)
+        np.testing.assert_array_equal(K.maxpool2d_grad(gy, x, k, s, p),
+                                      K.maxpool2d_grad(gy, xc, k, s, p))
 
 
 # ---------------------------------------------------------------- dtype

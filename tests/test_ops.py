@@ -11,6 +11,7 @@ from graphgrad.ops import get_op
 NOT_DIFFERENTIATED = {
     "input": "a source", "param": "a source", "const": "a source", "state": "a source",
     "output": "marks a result", "assign": "writes state", "train_eval": "resolved before differentiation",
+    "recurrent_scan_grad": "the reverse loop of a scan: its own vjp raises and points to lowering='unrolled'",
 }
 
 

@@ -5,16 +5,18 @@ This module's source is pasted into generated modules, so it imports numpy only.
 """
 import numpy as np
 
-# One generator per seed, created on first use: a run of a generated module draws the same
-# sequence of masks for a seed, whatever else it does.
-_nk_generators = {}
 
+def dropout_mask(x, rate, seed, state):
+    """An inverted-dropout mask shaped like ``x``: 0 with probability ``rate``, else 1 / (1 − rate).
 
-def dropout_mask(x, rate, seed):
-    """An inverted-dropout mask shaped like ``x``: 0 with probability ``rate``, else 1 / (1 − rate)."""
-    rng = _nk_generators.get(seed)
+    The generator lives in the compiled function's own ``state`` dict, created from
+    ``seed`` on first use: every compiled step (and every fresh run of a saved
+    module) draws the same sequence of masks.
+    """
+    key = f"dropout_rng:{seed}"
+    rng = state.get(key)
     if rng is None:
-        rng = _nk_generators[seed] = np.random.default_rng(seed)
+        rng = state[key] = np.random.default_rng(seed)
     keep = rng.random(x.shape, dtype=np.float32) >= rate
     return keep.astype(x.dtype) * (1.0 / (1.0 - rate))  # a Python float: float32 stays float32
 

@@ -25,7 +25,8 @@ def _rate_shape(shapes, attrs):
 register(Op(
     name="dropout_mask", arity=1, shape=_rate_shape, dtype=same_dtype_as_first, stateful=True,
     kernels=(nn_kernels.dropout_mask,),
-    emit=lambda args, a: f"dropout_mask({args[0]}, {float(a['rate'])!r}, {int(a['seed'])})", vjps=(None,),
+    # `state` is the generated step's own state dict, which keeps the generator between calls
+    emit=lambda args, a: f"dropout_mask({args[0]}, {float(a['rate'])!r}, {int(a['seed'])}, state)", vjps=(None,),
     test_attrs={"rate": 0.5, "seed": 0},
     doc="a fresh inverted-dropout mask shaped like x (0, or 1 / (1 − rate)) on every call, seeded",
 ))

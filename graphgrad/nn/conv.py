@@ -1,0 +1,197 @@
+"""Convolutional layers (NCHW images, NCL sequences): convolutions, pooling, up-sampling, flattening.
+
+Every layer adds conv/pool ops of `graphgrad.ops.conv`, whose vjps are graph
+ops too, so gradients, passes, code generation and rendering apply unchanged.
+Weights use PyTorch's layouts: Conv W (out, in, kh, kw), ConvTranspose W (in, out, kh, kw).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import GraphError
+from ..ops.conv import pair
+from .layers import Layer, activation_fn
+
+
+def checked_apply(layer, op, args, attrs):
+    """``graph.apply`` whose shape errors name the layer as well as the node and the shapes."""
+    try:
+        return layer.graph.apply(op, args, attrs)
+    except GraphError as e:
+        raise GraphError(f"{type(layer).__name__} {layer.name!r}: {e}") from None
+
+
+def expect_rank(layer, x, rank, layout):
+    if x.ndim != rank or any(d is None for d in x.shape[1:]):
+        raise GraphError(f"{type(layer).__name__} {layer.name!r} expects {layout} input with known sizes after "
+                         f"the batch, got shape {x.shape}")
+
+
+def add_channel_bias(y, b):
+    """y + b with b broadcast along axis 1 (the channels)."""
+    return y + b.reshape((1, b.shape[0]) + (1,) * (y.ndim - 2))
+
+
+def same_padding(layer, kernel, dilation, stride):
+    """Padding that keeps the size at stride 1 (PyTorch's padding="same", odd effective kernels only)."""
+    if pair(stride) != (1, 1):
+        raise GraphError(f"{type(layer).__name__} {layer.name!r}: padding='same' needs stride 1, got {stride}")
+    span = [d * (k - 1) for k, d in zip(pair(kernel), pair(dilation))]
+    if any(s % 2 for s in span):
+        raise GraphError(f"{type(layer).__name__} {layer.name!r}: padding='same' needs an odd effective kernel, "
+                         f"got kernel {kernel} with dilation {dilation}")
+    return tuple(s // 2 for s in span)
+
+
+class Conv2D(Layer):
+    """``activation(conv2d(x, W) + b)`` on NCHW images; ``padding`` is an int, a pair or ``"same"``.
+
+    >>> import graphgrad as gg
+    >>> g = gg.Graph(); x = g.input("x", (None, 3, 8, 8))
+    >>> gg.nn.Conv2D(4, 3, stride=2, padding=1, name="c")(x).shape, g["c.W"].shape
+    ((None, 4, 4, 4), (4, 3, 3, 3))
+    """
+
+    def __init__(self, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True, activation=None,
+                 name=None):
+        super().__init__(name)
+        self.out_channels, self.kernel = out_channels, pair(kernel_size)
+        self.stride, self.dilation, self.padding = pair(stride), pair(dilation), padding
+        self.bias, self.activation = bias, activation_fn(activation)
+
+    def build(self, x):
+        expect_rank(self, x, 4, "NCHW")
+        if self.padding == "same":
+            self.padding = same_padding(self, self.kernel, self.dilation, self.stride)
+        self.padding = pair(self.padding)
+        self.W = self.param("W", (self.out_channels, x.shape[1]) + self.kernel, init="he_uniform")
+        self.b = self.param("b", (self.out_channels,), init="zeros") if self.bias else None
+
+    def forward(self, x):
+        attrs = {"stride": self.stride, "padding": self.padding, "dilation": self.dilation}
+        y = checked_apply(self, "conv2d", [x, self.W], attrs)
+        return self.activation(add_channel_bias(y, self.b) if self.b is not None else y)
+
+
+class ConvTranspose2D(Layer):
+    """Transposed convolution (the input-gradient of Conv2D), W of shape (in, out, kh, kw) as PyTorch.
+
+    Output size per axis: (H − 1)·stride − 2·padding + dilation·(k − 1) + output_padding + 1.
+    """
+
+    def __init__(self, out_channels, kernel_size, stride=1, padding=0, output_padding=0, dilation=1, bias=True,
+                 activation=None, name=None):
+        super().__init__(name)
+        self.out_channels, self.kernel = out_channels, pair(kernel_size)
+        self.attrs = {"stride": pair(stride), "padding": pair(padding), "output_padding": pair(output_padding),
+                      "dilation": pair(dilation)}
+        self.bias, self.activation = bias, activation_fn(activation)
+
+    def build(self, x):
+        expect_rank(self, x, 4, "NCHW")
+        self.W = self.param("W", (x.shape[1], self.out_channels) + self.kernel, init="he_uniform")
+        self.b = self.param("b", (self.out_channels,), init="zeros") if self.bias else None
+
+    def forward(self, x):
+        y = checked_apply(self, "conv_transpose2d", [x, self.W], self.attrs)
+        return self.activation(add_channel_bias(y, self.b) if self.b is not None else y)
+
+
+class Conv1D(Layer):
+    """``activation(conv1d(x, W) + b)`` on (N, C, L) sequences, W of shape (out, in, k) as PyTorch.
+
+    Computed as a Conv2D over a height-1 image, so it shares conv2d's op and vjps.
+    """
+
+    def __init__(self, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True, activation=None,
+                 name=None):
+        super().__init__(name)
+        self.out_channels, self.kernel_size = out_channels, int(kernel_size)
+        self.stride, self.padding, self.dilation = int(stride), padding, int(dilation)
+        self.bias, self.activation = bias, activation_fn(activation)
+
+    def build(self, x):
+        expect_rank(self, x, 3, "(N, C, L)")
+        if self.padding == "same":
+            self.padding = same_padding(self, (1, self.kernel_size), (1, self.dilation), (1, self.stride))[1]
+        self.W = self.param("W", (self.out_channels, x.shape[1], self.kernel_size), init="he_uniform")
+        self.b = self.param("b", (self.out_channels,), init="zeros") if self.bias else None
+
+    def forward(self, x):
+        n, c, length = x.shape
+        w = self.W.reshape((self.out_channels, self.W.shape[1], 1, self.kernel_size))
+        attrs = {"stride": (1, self.stride), "padding": (0, int(self.padding)), "dilation": (1, self.dilation)}
+        y = checked_apply(self, "conv2d", [x.reshape((n, c, 1, length)), w], attrs)
+        y = y.reshape((n, self.out_channels, y.shape[3]))
+        return self.activation(add_channel_bias(y, self.b) if self.b is not None else y)
+
+
+class TDNN(Layer):
+    """A time-delay layer on (N, T, features): each output frame sees ``context_size`` input frames
+    ``dilation`` apart (frames t, t + d, ..., t + (k − 1)d), through one shared weight.
+
+    The classic TDNN (Waibel et al. 1989; the x-vector frame layers) is a Conv1D over time;
+    W is (units, features, context_size) and T shrinks by dilation·(context_size − 1).
+    """
+
+    def __init__(self, units, context_size=3, dilation=1, activation="relu", name=None):
+        super().__init__(name)
+        self.units, self.context_size, self.dilation, self.activation = units, context_size, dilation, activation
+
+    def build(self, x):
+        expect_rank(self, x, 3, "(N, T, features)")
+        self.conv = Conv1D(self.units, self.context_size, dilation=self.dilation, activation=self.activation,
+                           name=self.name)
+
+    def forward(self, x):
+        return self.conv(x.transpose(0, 2, 1)).transpose(0, 2, 1)
+
+
+class _Pool(Layer):
+    op = ""
+
+    def __init__(self, kernel_size, stride=None, padding=0, name=None):
+        super().__init__(name)
+        self.attrs = {"kernel": pair(kernel_size), "stride": pair(kernel_size if stride is None else stride),
+                      "padding": pair(padding)}
+
+    def forward(self, x):
+        expect_rank(self, x, 4, "NCHW")
+        return checked_apply(self, self.op, [x], self.attrs)
+
+
+class MaxPool2D(_Pool):
+    """Max over kh×kw windows (stride defaults to the kernel); the gradient goes to each window's arg-max."""
+
+    op = "maxpool2d"
+
+
+class AvgPool2D(_Pool):
+    """Mean over kh×kw windows (stride defaults to the kernel; padding counts as zeros, as PyTorch)."""
+
+    op = "avgpool2d"
+
+
+class Upsample2D(Layer):
+    """Up-sampling by an integer ``scale_factor``: ``"nearest"`` or ``"bilinear"`` (PyTorch's align_corners=False)."""
+
+    MODES = {"nearest": "upsample_nearest2d", "bilinear": "upsample_bilinear2d"}
+
+    def __init__(self, scale_factor=2, mode="nearest", name=None):
+        super().__init__(name)
+        if mode not in self.MODES:
+            raise GraphError(f"Upsample2D mode must be one of {sorted(self.MODES)}, got {mode!r}")
+        self.scale, self.mode = pair(scale_factor), mode
+
+    def forward(self, x):
+        expect_rank(self, x, 4, "NCHW")
+        return checked_apply(self, self.MODES[self.mode], [x], {"scale": self.scale})
+
+
+class Flatten(Layer):
+    """(N, d1, d2, ...) -> (N, d1·d2·...)."""
+
+    def forward(self, x):
+        if any(d is None for d in x.shape[1:]):
+            raise GraphError(f"Flatten {self.name!r} needs known sizes after the batch, got shape {x.shape}")
+        return x.reshape((x.shape[0], int(np.prod(x.shape[1:]))))

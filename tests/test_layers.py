@@ -1,0 +1,268 @@
+"""Layers: finite-difference gradients of every layer, PyTorch cross-checks (float64), modes and state,
+and the errors a user sees for bad shapes."""
+import numpy as np
+import pytest
+
+import graphgrad as gg
+from graphgrad import nn
+
+RNG = np.random.default_rng(0)
+
+
+def build(layer_fn, shape, dtype="float64"):
+    """A graph applying ``layer_fn`` to an input of ``shape``; the loss is a fixed random projection."""
+    g = gg.Graph("layer")
+    x = g.input("x", shape, dtype=dtype)
+    out = layer_fn(x)
+    loss = (out * g.const(np.random.default_rng(1).normal(size=out.shape), dtype="float64")).sum()
+    return g, x, out, loss
+
+
+def jittered_params(g, seed=0):
+    """Params with nonzero biases, so no ReLU or max sits exactly on its kink."""
+    rng = np.random.default_rng(seed)
+    return {k: v.astype(np.float64) + (0.1 * rng.normal(size=v.shape) if k.endswith((".b", ".beta")) else 0)
+            for k, v in g.init_params(seed=seed).items()}
+
+
+LAYERS = {
+    "conv2d": (lambda x: nn.Conv2D(3, 3, stride=2, padding=1, dilation=2)(x), (2, 2, 7, 6)),
+    "conv2d_same": (lambda x: nn.Conv2D(2, 3, padding="same", activation="tanh")(x), (2, 2, 5, 4)),
+    "conv1x1": (lambda x: nn.Conv2D(3, 1, bias=False)(x), (2, 2, 3, 4)),
+    "conv_transpose2d": (lambda x: nn.ConvTranspose2D(2, 3, stride=2, padding=1, output_padding=1)(x), (2, 3, 3, 4)),
+    "conv1d": (lambda x: nn.Conv1D(3, 3, stride=2, padding=1, dilation=2)(x), (2, 2, 9)),
+    "tdnn": (lambda x: nn.TDNN(3, context_size=3, dilation=2, activation="tanh")(x), (2, 7, 2)),
+    "maxpool2d": (lambda x: nn.MaxPool2D(2)(x), (2, 2, 4, 6)),
+    "maxpool2d_overlapping": (lambda x: nn.MaxPool2D(3, stride=2)(x), (2, 2, 5, 5)),
+    "avgpool2d": (lambda x: nn.AvgPool2D((2, 3), stride=1)(x), (2, 2, 4, 5)),
+    "upsample_nearest": (lambda x: nn.Upsample2D(2)(x), (2, 2, 3, 2)),
+    "upsample_bilinear": (lambda x: nn.Upsample2D(2, mode="bilinear")(x), (2, 2, 3, 2)),
+    "flatten": (lambda x: nn.Flatten()(x), (2, 2, 3, 2)),
+    "prelu": (lambda x: nn.PReLU()(x), (3, 4)),
+    "prelu_channels": (lambda x: nn.PReLU(2)(x), (2, 2, 3, 3)),
+    "maxout": (lambda x: nn.Maxout(3, pieces=3)(x), (4, 5)),
+    "batchnorm2d": (lambda x: nn.BatchNorm()(x), (3, 2, 2, 3)),
+    "batchnorm1d": (lambda x: nn.BatchNorm()(x), (5, 3)),
+    "dropout": (lambda x: nn.Dropout(0.5, seed=3)(x), (3, 4)),
+    "residual_identity": (lambda x: nn.Residual(nn.Dense(4, activation="tanh"), nn.Dense(4))(x), (3, 4)),
+    "residual_projection": (lambda x: nn.Residual(nn.Conv2D(3, 3, stride=2, padding=1))(x), (2, 2, 4, 4)),
+    "bottleneck": (lambda x: nn.Bottleneck(4, stride=2)(x), (3, 2, 4, 4)),
+    "unet": (lambda x: nn.UNet(depth=1, base_channels=2, batch_norm=True)(x), (2, 1, 4, 4)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(set(LAYERS) - {"dropout"}))
+def test_layer_gradients_match_finite_differences(name):
+    layer_fn, shape = LAYERS[name]
+    g, x, out, loss = build(layer_fn, shape)
+    feeds = {"x": RNG.normal(size=shape)}
+    gg.check_grad(loss, jittered_params(g), feeds, wrt=g.params + [x], max_entries=24)
+
+
+def test_dropout_gradient_is_the_mask():
+    g, x, out, _ = build(LAYERS["dropout"][0], (50, 40))
+    (dx,) = gg.grad(out.sum(), [x])
+    f = gg.compile([out, dx], dtype="float64")
+    value, grad = f({}, x=np.ones((50, 40)))
+    np.testing.assert_array_equal(grad, value)  # out = x * mask with x = 1
+    assert set(np.unique(value)) == {0.0, 2.0}
+    assert abs(value.mean() - 1.0) < 0.1  # inverted dropout keeps the expectation
+
+
+def test_dropout_is_seeded_and_identity_in_eval():
+    g, x, out, _ = build(lambda x: nn.Dropout(0.3, seed=7)(x), (20, 30))
+    ones = np.ones((20, 30))
+    steps = [gg.compile(out, dtype="float64") for _ in range(2)]
+    masks = [[f({}, x=ones) for _ in range(2)] for f in steps]
+    np.testing.assert_array_equal(masks[0], masks[1])  # each compiled function draws the same sequence
+    assert not np.array_equal(masks[0][0], masks[0][1])  # a new mask on every call
+    np.testing.assert_array_equal(gg.compile(out, training=False)({}, x=ones), ones)
+
+
+def test_dropout_masks_repeat_for_a_fresh_module(tmp_path):
+    g, x, out, _ = build(lambda x: nn.Dropout(0.5, seed=11)(x), (6, 7))
+    f = gg.compile(out, dtype="float64")
+    path = tmp_path / "drop.py"
+    f.save(path)
+    runs = []
+    for _ in range(2):
+        namespace = {}
+        exec(compile(path.read_text(), str(path), "exec"), namespace)
+        runs.append([namespace["run"]({}, x=np.ones((6, 7))) for _ in range(3)])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(runs[0][0], runs[0][1])  # a new mask on every call
+
+
+# -- PyTorch cross-checks, float64 ------------------------------------------------------
+def torch_check(layer_fn, shape, torch_fn, training=True):
+    """Forward and every gradient (input and params) against PyTorch."""
+    torch = pytest.importorskip("torch")
+    g, x, out, loss = build(layer_fn, shape)
+    params = jittered_params(g)
+    xv = RNG.normal(size=shape)
+    names = [p.node for p in g.params]
+    f = gg.compile([loss, out], wrt=[x] + g.params, dtype="float64", training=training)
+    (_, value), grads = f(params, x=xv)
+    tx = torch.tensor(xv, requires_grad=True)
+    tp = {k: torch.tensor(v, requires_grad=k in names) for k, v in params.items()}
+    expected = torch_fn(torch, tx, tp)
+    np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-7, atol=1e-10)
+    (expected * torch.tensor(np.random.default_rng(1).normal(size=out.shape))).sum().backward()
+    np.testing.assert_allclose(grads["x"], tx.grad.numpy(), rtol=1e-7, atol=1e-10)
+    for k in names:
+        np.testing.assert_allclose(grads[k], tp[k].grad.numpy(), rtol=1e-7, atol=1e-10, err_msg=k)
+    return out, params
+
+
+def test_conv2d_matches_torch():
+    torch_check(lambda x: nn.Conv2D(4, 3, stride=2, padding=1, dilation=2, name="c")(x), (2, 3, 9, 8),
+                lambda t, x, p: t.nn.functional.conv2d(x, p["c.W"], p["c.b"], stride=2, padding=1, dilation=2))
+
+
+def test_conv_transpose2d_matches_torch():
+    torch_check(lambda x: nn.ConvTranspose2D(3, 3, stride=2, output_padding=1, name="ct")(x), (2, 4, 4, 5),
+                lambda t, x, p: t.nn.functional.conv_transpose2d(x, p["ct.W"], p["ct.b"], stride=2, output_padding=1))
+
+
+def test_conv1d_matches_torch():
+    torch_check(lambda x: nn.Conv1D(3, 3, stride=2, padding=2, dilation=2, name="c")(x), (2, 2, 11),
+                lambda t, x, p: t.nn.functional.conv1d(x, p["c.W"], p["c.b"], stride=2, padding=2, dilation=2))
+
+
+def test_pools_match_torch():
+    torch_check(lambda x: nn.MaxPool2D(3, stride=2)(x), (2, 3, 7, 6),
+                lambda t, x, p: t.nn.functional.max_pool2d(x, 3, stride=2))
+    torch_check(lambda x: nn.AvgPool2D(2)(x), (2, 3, 6, 4), lambda t, x, p: t.nn.functional.avg_pool2d(x, 2))
+
+
+def test_upsampling_matches_torch():
+    for mode in ("bilinear", "nearest"):
+        extra = {"align_corners": False} if mode == "bilinear" else {}
+        torch_check(lambda x: nn.Upsample2D(2, mode=mode)(x), (2, 2, 3, 5),
+                    lambda t, x, p: t.nn.functional.interpolate(x, scale_factor=2, mode=mode, **extra))
+
+
+def test_batchnorm_matches_torch_in_training_and_eval():
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.BatchNorm2d(3).double()
+
+    def torch_bn(t, x, p):
+        with torch.no_grad():
+            ref.weight.copy_(p["bn.gamma"]), ref.bias.copy_(p["bn.beta"])
+        ref.weight.grad = ref.bias.grad = None
+        return t.nn.functional.batch_norm(x, ref.running_mean, ref.running_var, p["bn.gamma"], p["bn.beta"],
+                                          training=True, momentum=0.1, eps=1e-5)
+
+    out, params = torch_check(lambda x: nn.BatchNorm(name="bn")(x), (4, 3, 3, 2), torch_bn)
+    # the training call above updated the running statistics in place, as torch did
+    np.testing.assert_allclose(params["bn.running_mean"], ref.running_mean.numpy(), rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(params["bn.running_var"], ref.running_var.numpy(), rtol=1e-7, atol=1e-12)
+    # evaluation mode normalizes by the running statistics and leaves them alone
+    evaluate = gg.compile(out, training=False, dtype="float64")
+    xv = RNG.normal(size=(4, 3, 3, 2))
+    before = params["bn.running_var"].copy()
+    value = evaluate(params, x=xv)
+    expected = torch.nn.functional.batch_norm(torch.tensor(xv), ref.running_mean, ref.running_var,
+                                              torch.tensor(params["bn.gamma"]), torch.tensor(params["bn.beta"]),
+                                              training=False, eps=1e-5)
+    np.testing.assert_allclose(value, expected.numpy(), rtol=1e-7, atol=1e-10)
+    np.testing.assert_array_equal(params["bn.running_var"], before)
+
+
+def test_conv_transpose_is_the_input_gradient_of_conv2d():
+    g = gg.Graph("adjoint")
+    x = g.input("x", (2, 3, 9, 8), dtype="float64")
+    gy = g.input("gy", (2, 4, 5, 4), dtype="float64")
+    conv = nn.Conv2D(4, 3, stride=2, padding=1, bias=False, name="c")
+    (dx,) = gg.grad((conv(x) * gy).sum(), [x])
+    convt = nn.ConvTranspose2D(3, 3, stride=2, padding=1, output_padding=(0, 1), bias=False, name="ct")(gy)
+    assert convt.shape == dx.shape
+    params = g.init_params()
+    params["ct.W"] = params["c.W"]  # (out, in, kh, kw) of the conv is (in, out, kh, kw) of its transpose
+    feeds = {"x": RNG.normal(size=x.shape), "gy": RNG.normal(size=gy.shape)}
+    a, b = gg.compile([dx, convt], dtype="float64")(params, **feeds)
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_second_derivative_through_conv_and_pool():
+    g = gg.Graph("hessian")
+    x = g.input("x", (1, 1, 6, 6), dtype="float64")
+    h = nn.MaxPool2D(2)(gg.tanh(nn.Conv2D(2, 3, padding=1, name="c")(x)))
+    (gw,) = gg.grad((h * h).sum(), [g["c.W"]])
+    params = jittered_params(g)
+    gg.check_grad((gw * gw).sum(), params, {"x": RNG.normal(size=x.shape)})
+
+
+def test_float32_stays_float32():
+    g = gg.Graph("f32")
+    x = g.input("x", (None, 1, 8, 8))
+    h = nn.BatchNorm()(nn.Conv2D(4, 3, padding=1)(x))
+    h = nn.Upsample2D(2, mode="bilinear")(nn.MaxPool2D(2)(nn.Dropout(0.2)(h)))
+    out = nn.ConvTranspose2D(2, 2, stride=2)(nn.AvgPool2D(2)(h))
+    params = g.init_params()
+    value, grads = gg.compile(out.sum(), wrt=g.params)(params, x=np.ones((2, 1, 8, 8), np.float32))
+    assert value.dtype == np.float32 and all(v.dtype == np.float32 for v in grads.values())
+    assert all(v.dtype == np.float32 for v in params.values())
+
+
+def test_batchnorm_running_stats_are_params_but_not_trainable():
+    g = gg.Graph("bn")
+    nn.BatchNorm(name="bn")(g.input("x", (None, 3)))
+    assert {p.node for p in g.params} == {"bn.gamma", "bn.beta"}
+    assert {"bn.running_mean", "bn.running_var"} <= set(g.init_params())
+
+
+def test_layers_get_unique_names_and_pytorch_layouts():
+    g = gg.Graph("names")
+    x = g.input("x", (None, 3, 8, 8))
+    nn.Conv2D(5, (3, 2))(x)
+    nn.Conv2D(5, 1)(x)
+    nn.ConvTranspose2D(6, 2, stride=2)(x)
+    shapes = {p.node: p.shape for p in g.params}
+    assert shapes["conv2d.W"] == (5, 3, 3, 2) and shapes["conv2d_1.W"] == (5, 3, 1, 1)
+    assert shapes["convtranspose2d.W"] == (3, 6, 2, 2)
+
+
+def test_unet_shapes_and_skip_connections():
+    g = gg.Graph("unet")
+    x = g.input("x", (None, 1, 16, 12))
+    out = nn.UNet(depth=2, base_channels=4, out_channels=3, name="u")(x)
+    assert out.shape == (None, 3, 16, 12)
+    assert sum(d["op"] == "concat" for _, d in g.nx.nodes(data=True)) == 2
+    assert g["u.up0.W"].shape == (8, 4, 2, 2)
+
+
+# -- bad input: errors name the layer and the shapes ---------------------------------------
+def test_kernel_larger_than_padded_input():
+    g = gg.Graph("bad")
+    with pytest.raises(gg.GraphError, match=r"Conv2D 'big'.*larger than the padded input.*\(N, 1, 3, 3\)"):
+        nn.Conv2D(2, 5, padding=0, name="big")(g.input("x", (None, 1, 3, 3)))
+
+
+def test_channel_mismatch():
+    g = gg.Graph("bad")
+    conv = nn.Conv2D(2, 3, name="shared")
+    conv(g.input("a", (None, 3, 8, 8)))
+    with pytest.raises(gg.GraphError, match=r"Conv2D 'shared'.*channel mismatch.*\(N, 4, 8, 8\), \(2, 3, 3, 3\)"):
+        conv(g.input("b", (None, 4, 8, 8)))
+
+
+def test_odd_sized_unet_input():
+    g = gg.Graph("bad")
+    with pytest.raises(gg.GraphError, match=r"UNet 'u'.*divisible by 4.*\(None, 1, 10, 12\)"):
+        nn.UNet(depth=2, name="u")(g.input("x", (None, 1, 10, 12)))
+
+
+def test_other_bad_shapes():
+    g = gg.Graph("bad")
+    with pytest.raises(gg.GraphError, match="NCHW"):
+        nn.Conv2D(2, 3)(g.input("x", (None, 8)))
+    with pytest.raises(gg.GraphError, match="odd effective kernel"):
+        nn.Conv2D(2, 2, padding="same")(g.input("y", (None, 1, 8, 8)))
+    with pytest.raises(gg.GraphError, match="Upsample2D mode"):
+        nn.Upsample2D(2, mode="cubic")
+    with pytest.raises(gg.GraphError, match="BatchNorm 'bn' normalizes 3 channels"):
+        bn = nn.BatchNorm(name="bn")
+        bn(g.input("z", (None, 3)))
+        bn(g.input("w", (None, 4)))

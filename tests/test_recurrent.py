@@ -1,0 +1,186 @@
+"""Recurrent layers: against torch.nn.RNN/LSTM/GRU with copied weights, the two lowerings against
+each other, finite differences, truncated BPTT, gradient norms over time, rendering and bad input."""
+import numpy as np
+import pytest
+
+import graphgrad as gg
+from graphgrad.ops import recurrent as R
+
+N, T, I, H = 3, 5, 4, 6
+LAYERS = {"rnn": gg.nn.RNN, "lstm": gg.nn.LSTM, "gru": gg.nn.GRU}
+
+
+def build(cell, lowering, initial_state=True, truncate=None, T=T):
+    """A float64 graph whose loss weighs every hidden state and the final state(s) by random inputs."""
+    g = gg.Graph(f"{cell}_{lowering}")
+    x = g.input("x", (None, T, I), dtype="float64")
+    layer = LAYERS[cell](H, return_sequences=True, return_state=True, lowering=lowering, truncate=truncate,
+                         name="rec")
+    states = None
+    if initial_state:
+        states = tuple(g.input(f"{s}0", (None, H), dtype="float64") for s in R.CELLS[cell].states)
+    seq, final = layer(x, states)
+    final = final if isinstance(final, tuple) else (final,)
+    loss = (seq * g.input("P", (None, T, H), dtype="float64")).sum()
+    for k, f in enumerate(final):
+        loss = loss + (f * g.input(f"Q{k}", (None, H), dtype="float64")).sum()
+    return g, loss, seq, final, layer
+
+
+def feeds_for(g, seed=0):
+    rng = np.random.default_rng(seed)
+    return {t.node: rng.normal(size=(N,) + t.shape[1:]) for t in g.inputs}
+
+
+@pytest.mark.parametrize("lowering", ["unrolled", "loop"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_matches_torch(cell, lowering):
+    torch = pytest.importorskip("torch")
+    g, loss, seq, final, _ = build(cell, lowering)
+    params, feeds = g.init_params(seed=1), feeds_for(g)
+    wrt = g.params + [g[n] for n in feeds if n[0] in "xhc"]
+    (value, seq_v, *final_v), grads = gg.compile([loss, seq, *final], wrt=wrt, dtype="float64")(params, **feeds)
+
+    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H, batch_first=True).double()
+    with torch.no_grad():
+        for name in ("W_ih", "W_hh", "b_ih", "b_hh"):
+            torch_name = ("weight_" if name[0] == "W" else "bias_") + name[2:] + "_l0"
+            getattr(module, torch_name).copy_(torch.tensor(params[f"rec.{name}"]))
+    x = torch.tensor(feeds["x"], requires_grad=True)
+    states = [torch.tensor(feeds[f"{s}0"][None], requires_grad=True) for s in R.CELLS[cell].states]
+    out, final_t = module(x, tuple(states) if cell == "lstm" else states[0])
+    final_t = final_t if isinstance(final_t, tuple) else (final_t,)
+    expected = (out * torch.tensor(feeds["P"])).sum()
+    for k, f in enumerate(final_t):
+        expected = expected + (f[0] * torch.tensor(feeds[f"Q{k}"])).sum()
+    expected.backward()
+
+    assert abs(value - expected.item()) < 1e-6
+    np.testing.assert_allclose(seq_v, out.detach().numpy(), atol=1e-6)
+    for mine, theirs in zip(final_v, final_t):
+        np.testing.assert_allclose(mine, theirs[0].detach().numpy(), atol=1e-6)
+    torch_grads = {f"rec.{n}": getattr(module, ("weight_" if n[0] == "W" else "bias_") + n[2:] + "_l0").grad
+                   for n in ("W_ih", "W_hh", "b_ih", "b_hh")}
+    torch_grads["x"] = x.grad
+    torch_grads.update({f"{s}0": t.grad[0] for s, t in zip(R.CELLS[cell].states, states)})
+    for name, expected_grad in torch_grads.items():
+        np.testing.assert_allclose(grads[name], expected_grad.numpy(), atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("initial_state", [True, False])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_lowerings_agree(cell, initial_state):
+    results = []
+    for lowering in ("unrolled", "loop"):
+        g, loss, *_ = build(cell, lowering, initial_state=initial_state, truncate=2)
+        params, feeds = g.init_params(seed=2), feeds_for(g, seed=3)
+        wrt = g.params + [g["x"]]
+        results.append(gg.compile(loss, wrt=wrt, dtype="float64")(params, **feeds))
+    (v1, g1), (v2, g2) = results
+    assert abs(v1 - v2) < 1e-10
+    for name in g1:
+        np.testing.assert_allclose(g1[name], g2[name], atol=1e-10, rtol=0, err_msg=name)
+
+
+def test_auto_lowering_loops_long_sequences_and_code_stays_flat():
+    sizes = []
+    for steps in (20, 60):
+        g = gg.Graph("long")
+        x = g.input("x", (None, steps, I))
+        layer = gg.nn.LSTM(H, name="lstm")
+        loss = layer(x).sum()
+        assert layer.tape is not None and layer.hidden_states is None
+        sizes.append(len(gg.compile(loss, wrt=g.params).source))
+    assert sizes[0] == sizes[1]
+    g = gg.Graph("short")
+    layer = gg.nn.LSTM(H, name="lstm")
+    layer(g.input("x", (None, 4, I)))
+    times = {d.get("time") for _, d in g.nx.nodes(data=True)}
+    assert times == {None, 0, 1, 2, 3}
+
+
+def test_shared_weights_are_single_nodes_used_by_every_step():
+    g, *_ = build("lstm", "unrolled")
+    W_hh_T = next(iter(g.nx.successors("rec.W_hh")))
+    users = {g.nx.nodes[v].get("time") for v in g.nx.successors(W_hh_T)}
+    assert users == set(range(T))
+
+
+def test_finite_differences_tiny_lstm():
+    for lowering in ("unrolled", "loop"):
+        g, loss, *_ = build("lstm", lowering)
+        gg.check_grad(loss, g.init_params(seed=4), feeds_for(g, seed=5), wrt=g.params + [g["x"], g["h0"]])
+
+
+def test_truncated_bptt_matches_hand_computed_truncation():
+    """truncate=2 over 5 steps: the gradient of the last hidden state reaches steps 4 and 3 only."""
+    for lowering in ("unrolled", "loop"):
+        g = gg.Graph("tbptt")
+        x = g.input("x", (None, T, I), dtype="float64")
+        h = gg.nn.RNN(H, lowering=lowering, truncate=2, name="rnn")(x)
+        loss = h.sum()
+        params, feeds = g.init_params(seed=6), {"x": np.random.default_rng(7).normal(size=(N, T, I))}
+        _, grads = gg.compile(loss, wrt=[g["x"]], dtype="float64")(params, **feeds)
+        # by hand: run the RNN forward, then backward through steps 4 and 3 only (chunks [0,1], [2,3], [4])
+        W_ih, W_hh, b_ih, b_hh = (params[f"rnn.{k}"].astype(np.float64) for k in ("W_ih", "W_hh", "b_ih", "b_hh"))
+        b = b_ih + b_hh
+        hs = [np.zeros((N, H))]
+        for t in range(T):
+            hs.append(np.tanh(feeds["x"][:, t] @ W_ih.T + hs[-1] @ W_hh.T + b))
+        expected = np.zeros((N, T, I))
+        da = np.ones((N, H)) * (1 - hs[T] ** 2)  # step 4 starts a chunk: nothing flows into step 3
+        expected[:, T - 1] = da @ W_ih
+        np.testing.assert_allclose(grads["x"], expected, atol=1e-12)
+
+
+def test_truncation_keeps_chunk_internal_gradient():
+    g = gg.Graph("tbptt3")
+    x = g.input("x", (None, 6, I), dtype="float64")
+    h = gg.nn.GRU(H, lowering="loop", truncate=3, name="gru")(x)
+    params, feeds = g.init_params(seed=8), {"x": np.random.default_rng(9).normal(size=(N, 6, I))}
+    _, grads = gg.compile(h.sum(), wrt=[g["x"]], dtype="float64")(params, **feeds)
+    assert not np.any(grads["x"][:, :3]) and np.all(np.abs(grads["x"][:, 3:]).sum(axis=(0, 2)) > 0)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_gradient_norms_over_time_agree_between_lowerings(cell):
+    norms = []
+    for lowering in ("unrolled", "loop"):
+        g, loss, _, _, layer = build(cell, lowering)
+        norms.append(gg.nn.gradient_norms_over_time(loss, layer, g.init_params(seed=10), feeds_for(g, 11)))
+    assert norms[0].shape == (T,)
+    np.testing.assert_allclose(norms[0], norms[1], rtol=1e-6)
+
+
+def test_bad_input_names_the_layer():
+    g = gg.Graph("bad")
+    with pytest.raises(gg.GraphError, match="'enc'"):
+        gg.nn.LSTM(4, name="enc")(g.input("flat", (None, 8)))
+    layer = gg.nn.GRU(4, name="dec")
+    layer(g.input("seq", (None, 3, 8)))
+    with pytest.raises(gg.GraphError, match="'dec'.*8 features"):
+        layer(g.input("other", (None, 3, 5)))
+
+
+def test_loop_second_derivative_is_a_clear_error():
+    g = gg.Graph("second")
+    x = g.input("x", (None, 3, I))
+    loss = gg.nn.RNN(H, lowering="loop", name="rnn")(x).sum()
+    (gx,) = gg.grad(loss, [x])
+    with pytest.raises(gg.GraphError, match="unrolled"):
+        gg.grad(gx.sum(), [x])
+
+
+def test_bptt_rendering_has_a_cluster_per_step_and_one_node_per_weight():
+    g = gg.Graph("draw")
+    x = g.input("x", (None, 4, 3))
+    y = g.input("y", (None,), dtype="int64")
+    h = gg.nn.LSTM(5, lowering="loop", name="lstm")(x)
+    loss = gg.softmax_cross_entropy(gg.nn.Dense(2, name="fc")(h), y)
+    for collapsed in (False, True):
+        dot = gg.render(loss, backward=True, unroll=True, collapsed=collapsed)
+        source = dot.source
+        assert sum(f"cluster_t{t}" in source for t in range(4)) == 4 and "cluster_t4" not in source
+        for weight in ("lstm.W_ih", "lstm.W_hh", "lstm.b_ih", "lstm.b_hh"):
+            assert source.count(f'"{weight}" [') == 1, weight
+        assert "f_t" in source  # the cell path's local derivative
