@@ -53,23 +53,24 @@ def _literal(value) -> str:
     return f"({text})" if text.startswith("-") else text
 
 
+def _helper_modules(graph) -> list:
+    """The modules defining the helper functions the graph's ops call, in a stable order."""
+    modules = {inspect.getmodule(k) for n in graph.nx.nodes for k in get_op(graph.nx.nodes[n]["op"]).kernels}
+    return sorted(modules, key=lambda m: m.__name__)
+
+
 def kernel_sources(graph) -> str:
-    """The source of every helper module whose functions the graph's ops call, numpy import removed."""
-    modules = []
-    for node in graph.nx.nodes:
-        for kernel in get_op(graph.nx.nodes[node]["op"]).kernels:
-            module = inspect.getmodule(kernel)
-            if module not in modules:
-                modules.append(module)
+    """The source of every helper module the graph's ops call, numpy import removed."""
     parts = []
-    for module in sorted(modules, key=lambda m: m.__name__):
+    for module in _helper_modules(graph):
         body = re.sub(r"^import numpy as np\n", "", inspect.getsource(module), flags=re.M)
         parts.append(f"# ---- helpers from {module.__name__} ----\n{body.strip()}\n")
     return "\n\n".join(parts)
 
 
 def _helper_names(graph) -> set:
-    return {k.__name__ for n in graph.nx.nodes for k in get_op(graph.nx.nodes[n]["op"]).kernels}
+    """Every top-level name the pasted helper modules define, so no variable shadows one."""
+    return {name for module in _helper_modules(graph) for name in vars(module) if not name.startswith("__")}
 
 
 class _Emitter:

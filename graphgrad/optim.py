@@ -108,7 +108,9 @@ class RMSProp(Optimizer):
 
 
 class Adam(Optimizer):
-    """m ← β₁m + (1 − β₁)g; v ← β₂v + (1 − β₂)g²; p ← p − lr/(1 − β₁ᵗ) · m / (√v/√(1 − β₂ᵗ) + ε) (torch Adam)."""
+    """m ← β₁m + (1 − β₁)g; v ← β₂v + (1 − β₂)g²;
+    p ← p − lr/(1 − β₁ᵗ) · m / (√v/√(1 − β₂ᵗ) + ε) (torch Adam).
+    """
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, clip_norm=None, weight_decay=0.0):
         super().__init__(lr, clip_norm, weight_decay)

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import io
+import os
+import pathlib
+import tempfile
 import time
 
 import numpy as np
@@ -49,16 +52,16 @@ def save_params(path, params: dict) -> None:
     """Save params as .npz, atomically: a reader sees the old file or the complete new one."""
     buffer = io.BytesIO()
     np.savez(buffer, **params)
-    import os
-    import pathlib
-    import tempfile
-
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getvalue())
+        os.replace(tmp, path)
+    except BaseException:  # leave no partial temporary file behind
+        os.unlink(tmp)
+        raise
 
 
 def load_params(path, graph=None) -> dict:

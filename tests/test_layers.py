@@ -266,3 +266,21 @@ def test_other_bad_shapes():
         bn = nn.BatchNorm(name="bn")
         bn(g.input("z", (None, 3)))
         bn(g.input("w", (None, 4)))
+
+
+def test_trained_batchnorm_params_round_trip_through_save_and_load(tmp_path):
+    g = gg.Graph("bn_fit")
+    x = g.input("x", (None, 2, 4, 4))
+    y = g.input("y", (None,), dtype="int64")
+    h = nn.Flatten()(nn.BatchNorm(name="bn")(nn.Conv2D(3, 3, padding=1, name="c")(x)))
+    logits = nn.Dense(2, name="fc")(h)
+    params = g.init_params()
+    data = {"x": RNG.normal(size=(32, 2, 4, 4)).astype(np.float32), "y": RNG.integers(0, 2, 32)}
+    step = gg.compile(gg.softmax_cross_entropy(logits, y), optimizer=gg.optim.SGD(lr=0.1))
+    history = gg.fit(step, params, data, epochs=3, batch_size=8, progress=False)
+    assert history["loss"][-1] < history["loss"][0]
+    assert np.any(params["bn.running_mean"] != 0)  # updated by the training calls
+    gg.save_params(tmp_path / "p.npz", params)
+    loaded = gg.load_params(tmp_path / "p.npz", graph=g)
+    predict = gg.compile(logits, training=False)
+    np.testing.assert_array_equal(predict(loaded, x=data["x"]), predict(params, x=data["x"]))

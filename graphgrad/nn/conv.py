@@ -181,6 +181,9 @@ class Upsample2D(Layer):
         super().__init__(name)
         if mode not in self.MODES:
             raise GraphError(f"Upsample2D mode must be one of {sorted(self.MODES)}, got {mode!r}")
+        factors = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor,)
+        if any(f != int(f) or f < 1 for f in factors):
+            raise GraphError(f"Upsample2D supports positive integer scale factors, got {scale_factor}")
         self.scale, self.mode = pair(scale_factor), mode
 
     def forward(self, x):
