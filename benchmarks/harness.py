@@ -42,12 +42,18 @@ For each workload, each of ``processes`` fresh subprocesses
    NumPy reference's to 1e-4 relative, or the system is dropped for that
    workload (the reason goes to stderr);
 2. measures the peak memory of a step (below), which also warms up;
-3. runs ``warmup`` + ``steps`` rounds; in each round every system does one
-   step (the order rotates each round).  Before each step the harness waits
-   until the process is idle: BLAS and OpenMP pools keep their threads
-   spinning after work (OpenBLAS ~100 ms, PyTorch's ~5 ms), and on two cores
-   one system's spinning threads would otherwise steal the next system's
-   cores.  Garbage collection is off while timing;
+3. runs ``warmup`` steps of each system, then interleaves the systems in
+   blocks: in each round every system (in an order that rotates each round)
+   runs back to back for 0.15 s untimed, then ``BLOCK`` (5) timed steps,
+   until ``steps`` are timed.  Why blocks and not single steps: BLAS and
+   OpenMP pools keep their threads spinning after work (OpenBLAS ~110 ms,
+   PyTorch's OpenMP a few ms); on two cores, one system's spinning threads
+   steal the next system's cores (both ran ~3x slow when alternated step by
+   step), and letting the pools fall asleep before each step instead makes
+   every step pay thread wake-ups (~2x slow, worse on a VM).  Untimed steps
+   first, back to back, give each system its threads hot and the cores to
+   itself, as in a real training loop.  Garbage collection is off while
+   timing;
 4. reports per system the median and min ms of its steps.
 
 The table quotes the median over processes of the per-process medians, the
@@ -158,14 +164,24 @@ def _err(*a):
 # measuring, inside a worker
 # --------------------------------------------------------------------------
 
-def _settle(max_wait=0.5, quantum=0.002):
-    """Sleep until this process's threads stop burning CPU (spinning pools)."""
-    deadline = time.perf_counter() + max_wait
-    while time.perf_counter() < deadline:
-        c0, w0 = time.process_time(), time.perf_counter()
-        time.sleep(quantum)
-        if time.process_time() - c0 < 0.1 * (time.perf_counter() - w0):
-            return
+BLOCK = 5          # timed steps per block
+BURN_S = 0.15      # untimed steps at the start of each block, at least this long
+
+
+def _time_block(obj, n, burn_s=BURN_S):
+    """Run ``obj.step()`` back to back: untimed for ``burn_s`` seconds (at
+    least once), so the previous system's pools have stopped spinning and
+    this one's threads are hot, then ``n`` timed steps; returns their ms."""
+    end = time.perf_counter() + burn_s
+    obj.step()
+    while time.perf_counter() < end:
+        obj.step()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        obj.step()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
 
 
 class _TorchAllocPeak:
@@ -278,7 +294,10 @@ def _worker(spec):
         try:
             factory = None if path is None else _resolve(path)
             for mod in getattr(factory, "warm_imports", ()):
-                importlib.import_module(mod)  # imports are not the step's memory
+                try:  # imports are not the step's memory
+                    importlib.import_module(mod)
+                except ImportError:
+                    pass
         except Exception as e:
             dropped[name] = f"{type(e).__name__}: {e}"
             _err(f"[harness] {wl} {name}: dropped: {dropped[name]}")
@@ -317,16 +336,17 @@ def _worker(spec):
     gc.collect()
     gc.disable()
     try:
-        k = len(live)
-        for r in range(warmup + steps):
-            for j in range(k):
-                name, obj = live[(r + j) % k]
-                _settle()
-                t0 = time.perf_counter()
+        for _ in range(warmup):
+            for name, obj in live:
                 obj.step()
-                dt = time.perf_counter() - t0
-                if r >= warmup:
-                    out[name]["times"].append(dt * 1e3)
+        k, done, r = len(live), 0, 0
+        while done < steps:
+            n = min(BLOCK, steps - done)
+            for j in range(k):  # the order rotates each round
+                name, obj = live[(r + j) % k]
+                out[name]["times"] += _time_block(obj, n)
+            done += n
+            r += 1
     finally:
         gc.enable()
     res = {}

@@ -373,7 +373,7 @@ def _pt_graph(wl, P, x, y, shapes):
 
 class PyTensorPeer:
     """``pytensor.function`` computing the loss with SGD updates on shared
-    variables (default mode: C backend where a compiler is present)."""
+    variables, compiled with the numba backend when numba is installed."""
 
     def __init__(self, wl, params, data):
         import pytensor
@@ -393,8 +393,12 @@ class PyTensorPeer:
         params_ = list(self.S.values())
         grads = pytensor.grad(loss, params_)
         updates = [(p, p - np.asarray(LR, p.dtype) * g) for p, g in zip(params_, grads)]
-        self._step = pytensor.function(ins, loss, updates=updates)
-        self._loss = pytensor.function(ins, loss)
+        # the numba backend: the C backend of a pip install links no BLAS
+        # here (W1 ~30x slower); numba kernels are cached on disk, so only
+        # the first process on a machine pays their compile (minutes for W5)
+        mode = "NUMBA" if _have("numba") else None
+        self._step = pytensor.function(ins, loss, updates=updates, mode=mode)
+        self._loss = pytensor.function(ins, loss, mode=mode)
         self.vals = vals
 
     def step(self):
@@ -430,7 +434,7 @@ def pytensor_factory(params, data):
 torch_factory.warm_imports = ("torch", "torch.nn.functional")
 torch_cell_factory.warm_imports = ("torch", "torch.nn.functional")
 jax_factory.warm_imports = ("jax", "jax.numpy")
-pytensor_factory.warm_imports = ("pytensor", "pytensor.tensor")
+pytensor_factory.warm_imports = ("pytensor", "pytensor.tensor", "numba")
 
 
 def available():

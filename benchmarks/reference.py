@@ -404,7 +404,8 @@ class LSTM(_Workload):
         self.ce = _SoftmaxCE(B, K, dt)
         self.dlogits = np.empty((B, K), dt)
         self.dG = np.empty((T, B, 4 * H), dt)  # d loss / d pre-activations
-        self.D = np.empty((B, 4 * H), dt)
+        self.D = np.empty((T, B, 4 * H), dt)     # gates' local derivatives
+        self.Q = np.empty((T, B, H), dt)         # o * (1 - tanh(c)^2)
         self.dh = np.empty((B, H), dt)
         self.dc = np.empty((B, H), dt)
         self.dWih = np.empty((4 * H, I), dt)
@@ -466,29 +467,31 @@ class LSTM(_Workload):
         dl = self.ce.backward(seed, self.dlogits)
         _mm(self.Hs[T].T, dl, out=g["fc.W"])
         np.dot(self.onesB, dl, out=g["fc.b"])
-        dh, dc, tmp, D = self.dh, self.dc, self.tmp, self.D
+        dh, dc, tmp = self.dh, self.dc, self.tmp
         _mm(dl, p["fc.W"].T, out=dh)
-        A, Cs, TC, dG = self.A, self.Cs, self.TC, self.dG
+        A, Cs, TC, dG, D, Q = self.A, self.Cs, self.TC, self.dG, self.D, self.Q
+        # local derivatives for all T at once, outside the loop:
+        # D = s (1 - s) for the sigmoid gates, 1 - g^2 for g; Q = o (1 - tanh(c)^2)
+        np.multiply(A, A, out=D)
+        np.subtract(A[..., :H3], D[..., :H3], out=D[..., :H3])
+        np.subtract(1, D[..., H3:], out=D[..., H3:])
+        np.multiply(TC, TC, out=Q)
+        np.subtract(1, Q, out=Q)
+        np.multiply(Q, A[..., H2:H3], out=Q)
         Whh_u = self.Whh_u
         for t in range(T - 1, -1, -1):
-            a, d, tc = A[t], dG[t], TC[t]
-            np.multiply(dh, tc, out=d[:, H2:H3])            # d o
-            np.multiply(tc, tc, out=tmp)                    # dc += dh*o*(1-tc^2)
-            np.subtract(1, tmp, out=tmp)
-            np.multiply(tmp, a[:, H2:H3], out=tmp)
-            if t == T - 1:
-                np.multiply(tmp, dh, out=dc)
+            a, d = A[t], dG[t]
+            np.multiply(dh, TC[t], out=d[:, H2:H3])         # d o
+            if t == T - 1:                                  # dc += dh o (1 - tc^2)
+                np.multiply(dh, Q[t], out=dc)
             else:
-                np.multiply(tmp, dh, out=tmp)
+                np.multiply(dh, Q[t], out=tmp)
                 np.add(dc, tmp, out=dc)
             np.multiply(dc, a[:, H3:], out=d[:, :H])        # d i
             np.multiply(dc, Cs[t], out=d[:, H:H2])          # d f
             np.multiply(dc, a[:, :H], out=d[:, H3:])        # d g
             np.multiply(dc, a[:, H:H2], out=dc)             # dc_{t-1}
-            np.multiply(a, a, out=D)                        # local derivatives
-            np.subtract(a[:, :H3], D[:, :H3], out=D[:, :H3])  # s (1 - s)
-            np.subtract(1, D[:, H3:], out=D[:, H3:])          # 1 - g^2
-            np.multiply(d, D, out=d)
+            np.multiply(d, D[t], out=d)                     # pre-activation grads
             if t > 0:
                 _mm(d, Whh_u, out=dh)
         TB = T * B
@@ -508,50 +511,57 @@ class LSTM(_Workload):
 
 class _BN:
     """BatchNorm (training mode, batch statistics, biased variance) over the
-    rows of a (M, C) matrix."""
+    rows of a (M, C) matrix, as y = z * scale + shift: column sums are GEMVs,
+    and the normalised input is never stored (the backward is written in z)."""
 
     def __init__(self, M, C, dt):
         self.M = M
         self.ones = np.ones(M, dt)
-        self.xh = np.empty((M, C), dt)   # normalised input
         self.tmp = np.empty((M, C), dt)
         self.mean = np.empty(C, dt)
         self.inv = np.empty(C, dt)
-        self.k = np.empty(C, dt)
+        self.scale = np.empty(C, dt)
+        self.shift = np.empty(C, dt)
+        self.sdz = np.empty(C, dt)
         self.dgamma = np.empty(C, dt)
         self.dbeta = np.empty(C, dt)
 
     def forward(self, z, gamma, beta, out):
-        xh, tmp = self.xh, self.tmp
-        np.dot(self.ones, z, out=self.mean)
-        np.multiply(self.mean, 1.0 / self.M, out=self.mean)
-        np.subtract(z, self.mean, out=xh)
-        np.multiply(xh, xh, out=tmp)
-        np.dot(self.ones, tmp, out=self.inv)
-        np.multiply(self.inv, 1.0 / self.M, out=self.inv)
-        np.add(self.inv, BN_EPS, out=self.inv)
-        np.sqrt(self.inv, out=self.inv)
-        np.divide(1.0, self.inv, out=self.inv)
-        np.multiply(xh, self.inv, out=xh)
-        # ``out`` may be an (N, H, W, C) view (e.g. a padded conv input)
-        np.multiply(xh.reshape(out.shape), gamma, out=out)
-        np.add(out, beta, out=out)
+        """``out`` (may be an (N, H, W, C) view) = BN(z); keeps z for backward."""
+        self.z = z
+        M, tmp, mean, inv = self.M, self.tmp, self.mean, self.inv
+        np.dot(self.ones, z, out=mean)
+        np.multiply(mean, 1.0 / M, out=mean)
+        np.multiply(z, z, out=tmp)
+        np.dot(self.ones, tmp, out=inv)                 # sum z^2
+        np.multiply(inv, 1.0 / M, out=inv)
+        inv -= mean * mean                              # biased variance
+        np.add(inv, BN_EPS, out=inv)
+        np.sqrt(inv, out=inv)
+        np.divide(1.0, inv, out=inv)
+        np.multiply(gamma, inv, out=self.scale)
+        np.subtract(beta, mean * self.scale, out=self.shift)
+        np.multiply(z.reshape(out.shape), self.scale, out=out)
+        np.add(out, self.shift, out=out)
         return out
 
     def backward(self, dy, gamma, dz):
-        """dz = gamma*inv/M * (M dy - sum(dy) - xh * sum(dy xh)); fills
-        dgamma, dbeta.  ``dz`` may alias ``dy``."""
-        xh, tmp, k = self.xh, self.tmp, self.k
-        np.multiply(dy, xh, out=tmp)
-        np.dot(self.ones, tmp, out=self.dgamma)
+        """With xh = (z - mean) inv, k = gamma inv:
+        dgamma = sum(dy xh) = inv (sum(dy z) - mean sum(dy)), dbeta = sum(dy),
+        dz = k dy - k inv dgamma / M (z - mean) - k dbeta / M.
+        ``dz`` may alias ``dy``."""
+        M, z, tmp, inv, mean = self.M, self.z, self.tmp, self.inv, self.mean
+        np.multiply(dy, z, out=tmp)
+        np.dot(self.ones, tmp, out=self.sdz)
         np.dot(self.ones, dy, out=self.dbeta)
-        np.multiply(gamma, self.inv, out=k)
-        c1 = self.dgamma * k / self.M
-        c0 = self.dbeta * k / self.M
-        np.multiply(xh, c1, out=tmp)
+        np.multiply(inv, self.sdz - mean * self.dbeta, out=self.dgamma)
+        k = gamma * inv
+        a = -k * inv * self.dgamma / M
+        c = -a * mean - k * self.dbeta / M
+        np.multiply(z, a, out=tmp)
         np.multiply(dy, k, out=dz)
-        np.subtract(dz, tmp, out=dz)
-        np.subtract(dz, c0, out=dz)
+        np.add(dz, tmp, out=dz)
+        np.add(dz, c, out=dz)
         return dz
 
 

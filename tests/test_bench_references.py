@@ -11,9 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import reference as R
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks import reference as R  # noqa: E402
 WORKLOADS = ["W1", "W2", "W3", "W4", "W5"]
 
 
