@@ -7,29 +7,15 @@ Prints the test accuracy (about 99%) and writes the generated training step into
 import pathlib
 import time
 
-import numpy as np
 
 import graphgrad as gg
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "out"
 
 
-def digits_images(seed=0):
-    """Digits as (N, 1, 8, 8) images in [0, 1], shuffled, split 80/20 into train and test."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    X = (digits.data / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
-    y = digits.target.astype(np.int64)
-    order = np.random.default_rng(seed).permutation(len(X))
-    X, y = X[order], y[order]
-    split = int(0.8 * len(X))
-    return (X[:split], y[:split]), (X[split:], y[split:])
-
-
 def main(quick=False):
     start = time.perf_counter()
-    (X, y), (Xt, yt) = digits_images()
+    (X, y), (Xt, yt) = gg.demos.digits((1, 8, 8))
     if quick:
         X, y = X[:256], y[:256]
     g, loss, logits = gg.models.cnn()

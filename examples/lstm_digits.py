@@ -3,24 +3,11 @@ and classifies them from its last hidden state.  Reaches ≥ 95 % test accuracy.
 
     python examples/lstm_digits.py
 """
-import numpy as np
-
 import graphgrad as gg
 
 
-def digits_as_sequences(seed=0):
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    X = (digits.data / 16.0).astype(np.float32).reshape(-1, 8, 8)  # (N, time = rows, features = pixels)
-    y = digits.target.astype(np.int64)
-    order = np.random.default_rng(seed).permutation(len(X))
-    split = int(0.8 * len(X))
-    return (X[order[:split]], y[order[:split]]), (X[order[split:]], y[order[split:]])
-
-
 def main(quick=False):
-    (X, y), (Xt, yt) = digits_as_sequences()
+    (X, y), (Xt, yt) = gg.demos.digits((8, 8))  # (N, time = rows, features = pixels)
     g, loss, logits = gg.models.lstm(steps=8, features=8, hidden=64)
     params = g.init_params(seed=0)
     step = gg.compile(loss, optimizer=gg.optim.Adam(lr=1e-2, clip_norm=5.0))

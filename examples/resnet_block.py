@@ -9,12 +9,9 @@ import pathlib
 import sys
 import time
 
-import numpy as np
 
 import graphgrad as gg
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from cnn_digits import digits_images  # noqa: E402
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "out"
 
@@ -33,7 +30,7 @@ def draw(loss, path):
 
 def main(quick=False):
     start = time.perf_counter()
-    (X, y), (Xt, yt) = digits_images()
+    (X, y), (Xt, yt) = gg.demos.digits((1, 8, 8))
     if quick:
         X, y = X[:128], y[:128]
     g, loss, logits = gg.models.resnet(width=8 if quick else 16, blocks=2)

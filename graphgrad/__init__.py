@@ -18,11 +18,12 @@ from .checking import check_grad
 from .train import fit, load_params, save_params
 from .render import render
 from .explain import explain, summary
-from . import models, nn, optim
+from . import demos, models, nn, optim
 
 __all__ = [
     "GraphError", "Graph", "Tensor", "ops", "grad", "derivative", "formula", "compile", "Compiled", "check_grad",
-    "nn", "optim", "fit", "save_params", "load_params", "render", "explain", "summary", "abs", "binary_cross_entropy", "concat", "elu", "exp", "gelu", "l1", "l2", "leaky_relu", "log",
-    "log1p", "log_softmax", "maximum", "minimum", "mse", "relu", "sigmoid", "silu", "softmax",
-    "softmax_cross_entropy", "softplus", "sqrt", "stack", "tanh", "where",
+    "nn", "optim", "demos", "models", "fit", "save_params", "load_params", "render", "explain", "summary",
+    "abs", "binary_cross_entropy", "concat", "elu", "exp", "gelu", "l1", "l2", "leaky_relu", "log", "log1p",
+    "log_softmax", "maximum", "minimum", "mse", "relu", "sigmoid", "silu", "softmax", "softmax_cross_entropy",
+    "softplus", "sqrt", "stack", "tanh", "where",
 ]

@@ -1,5 +1,5 @@
 """Demos behind `graphgrad demo NAME`: each trains a built-in model on scikit-learn's digits,
-prints its test accuracy and writes generated source and drawings into an output folder."""
+prints its test accuracy and writes its generated training step and a drawing into a folder."""
 from __future__ import annotations
 
 import pathlib
@@ -8,84 +8,69 @@ import sys
 import numpy as np
 
 
-def _digits(seed=0):
+def digits(shape=(64,), seed=0):
+    """scikit-learn's bundled digits scaled to [0, 1], reshaped per example, split 80/20 after a shuffle."""
     from sklearn.datasets import load_digits
 
-    digits = load_digits()
-    X = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
+    data = load_digits()
+    X = (data.data / 16.0).astype(np.float32).reshape((-1, *shape))
+    y = data.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(X))
     X, y = X[order], y[order]
     split = int(0.8 * len(X))
     return (X[:split], y[:split]), (X[split:], y[split:])
 
 
+def _write_drawing(dot, path: pathlib.Path):
+    path.with_suffix(".dot").write_text(dot.source)
+    try:
+        dot.render(path, format="svg", cleanup=True)
+    except Exception as e:  # the dot binary is optional here
+        print(f"(no SVG: {e})", file=sys.stderr)
+
+
+def train_and_report(name, model, data, optimizer, epochs, batch_size, out: pathlib.Path, drawing) -> float:
+    """Train ``model`` = (graph, loss, logits) with ``optimizer``; save its step and ``drawing(loss)``."""
+    import graphgrad as gg
+
+    (X, y), (Xt, yt) = data
+    g, loss, logits = model
+    params = g.init_params(seed=0)
+    step = gg.compile(loss, optimizer=optimizer)
+    predict = gg.compile(logits, training=False)  # dropout off, running statistics on
+    accuracy = lambda p: float((predict(p, x=Xt).argmax(1) == yt).mean())  # noqa: E731
+    history = gg.fit(step, params, {"x": X, "y": y}, epochs=epochs, batch_size=batch_size, val=accuracy)
+    out.mkdir(parents=True, exist_ok=True)
+    step.save(out / f"{name}_step.py")
+    _write_drawing(drawing(loss), out / f"{name}_graph")
+    print(f"{name} on digits: final loss {history['loss'][-1]:.4f}, test accuracy {history['val'][-1]:.4f}")
+    print(f"wrote {out / f'{name}_step.py'} and {out / f'{name}_graph.svg'}")
+    return history["val"][-1]
+
+
 def mlp(out: pathlib.Path, epochs: int = 30) -> float:
-    """Train the MLP on scikit-learn's digits; write its generated source and forward graph to ``out``."""
+    """The API.md §1 MLP on digits; draws the forward graph."""
     import graphgrad as gg
 
-    (X, y), (Xt, yt) = _digits()
-    g, loss, logits = gg.models.mlp(features=X.shape[1], hidden=128)
-    params = g.init_params(seed=0)
-    step = gg.compile(loss, optimizer=gg.optim.Adam(lr=3e-3))
-    predict = gg.compile(logits, training=False)
-    accuracy = lambda p: float((predict(p, x=Xt).argmax(1) == yt).mean())  # noqa: E731
-    history = gg.fit(step, params, {"x": X, "y": y}, epochs=epochs, batch_size=64, val=accuracy)
-    out.mkdir(parents=True, exist_ok=True)
-    gg.compile(loss, wrt=g.params).save(out / "mlp_step.py")
-    dot = gg.render(loss)
-    (out / "mlp_forward.dot").write_text(dot.source)
-    try:
-        dot.render(out / "mlp_forward", format="svg", cleanup=True)
-    except Exception as e:  # the dot binary is optional here
-        print(f"(no SVG: {e})", file=sys.stderr)
-    print(f"mlp on digits: final loss {history['loss'][-1]:.4f}, test accuracy {history['val'][-1]:.4f}")
-    print(f"wrote {out / 'mlp_step.py'} and {out / 'mlp_forward.svg'}")
-    return history["val"][-1]
-
-
-
-def lstm(out: pathlib.Path, epochs: int = 12) -> float:
-    """Train an LSTM on digits read as 8 rows of 8 pixels; write its generated step and BPTT drawing to ``out``."""
-    import graphgrad as gg
-
-    (X, y), (Xt, yt) = _digits()
-    X, Xt = X.reshape(-1, 8, 8), Xt.reshape(-1, 8, 8)
-    g, loss, logits = gg.models.lstm(steps=8, features=8, hidden=64)
-    params = g.init_params(seed=0)
-    step = gg.compile(loss, optimizer=gg.optim.Adam(lr=1e-2, clip_norm=5.0))
-    predict = gg.compile(logits, training=False)
-    accuracy = lambda p: float((predict(p, x=Xt).argmax(1) == yt).mean())  # noqa: E731
-    history = gg.fit(step, params, {"x": X, "y": y}, epochs=epochs, batch_size=64, val=accuracy)
-    out.mkdir(parents=True, exist_ok=True)
-    gg.compile(loss, wrt=g.params).save(out / "lstm_step.py")
-    dot = gg.render(loss, backward=True, unroll=True, collapsed=True)
-    (out / "lstm_bptt.dot").write_text(dot.source)
-    try:
-        dot.render(out / "lstm_bptt", format="svg", cleanup=True)
-    except Exception as e:  # the dot binary is optional here
-        print(f"(no SVG: {e})", file=sys.stderr)
-    print(f"lstm on digits: final loss {history['loss'][-1]:.4f}, test accuracy {history['val'][-1]:.4f}")
-    return history["val"][-1]
+    return train_and_report("mlp", gg.models.mlp(features=64, hidden=128), digits(), gg.optim.Adam(lr=3e-3),
+                            epochs, 64, out, gg.render)
 
 
 def cnn(out: pathlib.Path, epochs: int = 15) -> float:
-    """Train the CNN on scikit-learn's digits as (N, 1, 8, 8) images; write its generated training step to ``out``."""
+    """The CNN on digits as (N, 1, 8, 8) images; draws the forward graph with layers collapsed."""
     import graphgrad as gg
 
-    (X, y), (Xt, yt) = _digits()
-    X, Xt = X.reshape(-1, 1, 8, 8), Xt.reshape(-1, 1, 8, 8)
-    g, loss, logits = gg.models.cnn()
-    params = g.init_params(seed=0)
-    step = gg.compile(loss, optimizer=gg.optim.Adam(lr=2e-3))
-    predict = gg.compile(logits, training=False)  # dropout off
-    accuracy = lambda p: float((predict(p, x=Xt).argmax(1) == yt).mean())  # noqa: E731
-    history = gg.fit(step, params, {"x": X, "y": y}, epochs=epochs, batch_size=32, val=accuracy)
-    out.mkdir(parents=True, exist_ok=True)
-    step.save(out / "cnn_step.py")
-    print(f"cnn on digits: final loss {history['loss'][-1]:.4f}, test accuracy {history['val'][-1]:.4f}")
-    print(f"wrote {out / 'cnn_step.py'}")
-    return history["val"][-1]
+    return train_and_report("cnn", gg.models.cnn(), digits((1, 8, 8)), gg.optim.Adam(lr=2e-3), epochs, 32, out,
+                            lambda loss: gg.render(loss, collapse=True))
 
 
-DEMOS = {"mlp": mlp, "lstm": lstm, "cnn": cnn}
+def lstm(out: pathlib.Path, epochs: int = 12) -> float:
+    """An LSTM reading digits as 8 rows of 8 pixels; draws backprop through time."""
+    import graphgrad as gg
+
+    return train_and_report("lstm", gg.models.lstm(steps=8, features=8, hidden=64), digits((8, 8)),
+                            gg.optim.Adam(lr=1e-2, clip_norm=5.0), epochs, 64, out,
+                            lambda loss: gg.render(loss, backward=True, unroll=True, collapsed=True))
+
+
+DEMOS = {"mlp": mlp, "cnn": cnn, "lstm": lstm}

@@ -367,7 +367,7 @@ class Graph:
             if op_name is None:
                 raise GraphError(f"node {node!r} has no 'op' attribute")
             try:
-                op = get_op(op_name)
+                get_op(op_name)
             except KeyError as e:
                 raise GraphError(f"node {node!r}: {e.args[0]}") from None
             edges = G.in_edges(node, data=True)

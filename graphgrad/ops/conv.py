@@ -75,7 +75,7 @@ def _grad_input_shape(shapes, attrs):
 
 
 def _grad_weight_shape(shapes, attrs):
-    (n, o, ho, wo), (n2, c, h, w) = _image(shapes[0], "gradient"), _image(shapes[1])
+    (_, o, ho, wo), (_, c, h, w) = _image(shapes[0], "gradient"), _image(shapes[1])
     if _conv_geometry((h, w), attrs["kernel_hw"], attrs) != (ho, wo):
         raise ValueError(f"an input of size {(h, w)} does not give outputs of size {(ho, wo)}")
     return (o, c) + tuple(attrs["kernel_hw"])
