@@ -139,7 +139,10 @@ def render_unrolled(target, backward: bool = False, grads=None, collapsed: bool 
                 continue
             seen.add((box[u], box[node]))
             state_edge = collapsed and box[u].startswith("cell_t") and box[node].startswith("cell_t")
-            dot.edge(box[u], box[node], label="h, c" if state_edge and kind == "lstm" else "h" if state_edge else "")
+            # shared weights fan into every step; only the time chain may decide the left-to-right order
+            shared = graph.nx.nodes[u].get("time") is None and graph.nx.nodes[node].get("time") is not None
+            dot.edge(box[u], box[node], label="h, c" if state_edge and kind == "lstm" else "h" if state_edge else "",
+                     **({"constraint": "false"} if shared else {"weight": "10"} if state_edge else {}))
     for t in steps:
         dot.subgraph(clusters[t])
     if backward and T:
