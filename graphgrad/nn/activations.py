@@ -9,7 +9,7 @@ from .layers import Layer
 
 
 class PReLU(Layer):
-    """max(x, 0) + α·min(x, 0) with a learned slope α (`<layer>.alpha`, initially 0.25, as PyTorch).
+    """max(x, 0) + α·min(x, 0) with a learned slope α (`<layer>.W`, PyTorch's ``weight``, initially 0.25).
 
     ``num_parameters=1`` shares one slope; otherwise one slope per channel (axis 1).
     """
@@ -22,7 +22,7 @@ class PReLU(Layer):
         if self.num_parameters != 1 and (x.ndim < 2 or x.shape[1] != self.num_parameters):
             raise GraphError(f"PReLU {self.name!r} has {self.num_parameters} slopes but input shape {x.shape} "
                              f"has {x.shape[1] if x.ndim > 1 else 'no'} channels")
-        self.alpha = self.param("alpha", (self.num_parameters,), init=np.full(self.num_parameters, self.init))
+        self.alpha = self.param("W", (self.num_parameters,), init=np.full(self.num_parameters, self.init))
 
     def forward(self, x):
         alpha = self.alpha
