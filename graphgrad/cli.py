@@ -80,11 +80,19 @@ def _compile(args):
 
 
 def _bench(args):
+    # the benchmarks live beside the package in the repository (an editable install), or in the current folder
+    for root in (str(pathlib.Path(__file__).resolve().parent.parent), str(pathlib.Path.cwd())):
+        if root not in sys.path and (pathlib.Path(root) / "benchmarks" / "harness.py").exists():
+            sys.path.append(root)
     try:
         from benchmarks import harness
     except ImportError:
         raise CommandError("the benchmarks package is not importable; run from the repository root") from None
     argv = (["--only", args.only] if args.only else []) + (["--json"] if args.json else [])
+    for flag in ("systems", "processes", "steps", "warmup"):
+        if getattr(args, flag) is not None:
+            argv += [f"--{flag}", str(getattr(args, flag))]
+    argv += ["--small"] if args.small else []
     return harness.main(argv)
 
 
@@ -111,6 +119,11 @@ def parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run the benchmarks (benchmarks/harness.py)")
     bench.add_argument("--only", help="comma-separated workloads, e.g. W1,W2")
     bench.add_argument("--json", action="store_true", help="print JSON only")
+    bench.add_argument("--systems", help="comma-separated systems (default: all registered)")
+    bench.add_argument("--processes", type=int, help="fresh processes per workload (default 3)")
+    bench.add_argument("--steps", type=int, help="timed steps (default 20; W3 10)")
+    bench.add_argument("--warmup", type=int, help="untimed steps first (default 3)")
+    bench.add_argument("--small", action="store_true", help="tiny configurations (a smoke test)")
     bench.set_defaults(run=_bench)
     return p
 

@@ -18,10 +18,57 @@ import sympy
 
 from .autodiff import topological_order
 from .ops import get_op
-from .ops.elementwise import node_formula
+from .ops.elementwise import masked_product_ok, node_formula
 from .ops.printer import NumPyEmitter
 
-_RESERVED = {"np", "F", "results", "params", "feeds", "state", "step", "run", "unpack"}
+_RESERVED = {"np", "F", "results", "params", "feeds", "state", "step", "run", "unpack", "buffer", "_workspace"}
+
+# top-level calls that take ``out=``: the value of an elementwise node is written into its own
+# buffer, kept between calls, instead of a fresh array (whose page faults dominate large steps)
+_OUT_UFUNCS = ("np.exp", "np.log", "np.tanh", "np.maximum", "np.minimum", "np.abs", "np.log1p", "np.expm1",
+               "np.sqrt", "np.sin", "np.cos", "np.sign", "np.logaddexp", "np.sinh", "np.cosh", "np.arctan")
+
+
+def _single_call(text: str) -> bool:
+    """Whether ``text`` is one call ``f(...)`` whose parenthesis closes at the end."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and ch == ")" and i != len(text) - 1:
+            return False
+    return text.endswith(")")
+
+
+def with_out(expr, printer, out):
+    """NumPy source computing ``expr`` with its last operation writing into ``out``, or None."""
+    p = printer.doprint
+    if expr.is_Add and len(expr.args) >= 2:
+        *first, last = expr.args
+        coeff, rest = last.as_coeff_Mul()
+        if coeff == -1:
+            return f"np.subtract({p(sympy.Add(*first))}, {p(rest)}, out={out})"
+        return f"np.add({p(sympy.Add(*first))}, {p(last)}, out={out})"
+    if expr.is_Mul and len(expr.args) >= 2:
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff.is_Number and coeff != 1 and not rest.is_Mul:
+            return f"np.multiply({p(rest)}, {p(coeff)}, out={out})"
+        *first, last = expr.args
+        return f"np.multiply({p(sympy.Mul(*first))}, {p(last)}, out={out})"
+    if expr.is_Pow and expr.exp == 2:
+        return f"np.square({p(expr.base)}, out={out})"
+    if expr.is_Pow and expr.exp == -1:
+        return f"np.divide(1, {p(expr.base)}, out={out})"
+    if expr.is_Function and type(expr).__name__ == "select":
+        c, a, b = expr.args
+        if b == 0 and masked_product_ok(a):
+            return f"np.multiply({printer.scalar(a)}, {p(c)} > 0, out={out})"
+        return None
+    if expr.is_Function:
+        text = p(expr)
+        if text.startswith(_OUT_UFUNCS) and _single_call(text):
+            return f"{text[:-1]}, out={out})"
+    return None
 
 
 class _Names:
@@ -73,10 +120,77 @@ def _helper_names(graph) -> set:
     return {name for module in _helper_modules(graph) for name in vars(module) if not name.startswith("__")}
 
 
+# ops whose emitted value is always a fresh array the step owns (never a view of a param or feed),
+# so a dead one may be overwritten in place
+_FRESH_OPS = {"matmul", "sum", "sum_outer", "conv2d_grad_weight"}
+
+
+def _fresh(graph, node) -> bool:
+    data = graph.nx.nodes[node]
+    if data["op"] in _FRESH_OPS:
+        return True
+    if data["op"] == "reshape":
+        (arg,) = graph.args(node)
+        return graph.nx.out_degree(arg) == 1 and _fresh(graph, arg)
+    return False
+
+
+def in_place_updates(graph) -> dict:
+    """Param updates ``p - rest`` that can be written into ``p`` itself: node -> (param node, rest expr, symbols).
+
+    An ``expr`` whose only consumer is an ``assign`` into params[p], of the form ``p - rest`` with ``rest``
+    free of ``p`` and no other update reading ``p``, becomes ``np.subtract(p, rest, out=p)``: SGD (and
+    the last line of every optimizer) without building a new param-sized array and copying it back.
+    """
+    found = {}
+    for node, data in graph.nx.nodes(data=True):
+        succ = list(graph.nx.successors(node))
+        if data["op"] != "expr" or len(succ) != 1 or graph.nx.out_degree(node) != 1:
+            continue
+        target = graph.nx.nodes[succ[0]]
+        if target["op"] != "assign" or target["attrs"].get("target") != "params":
+            continue
+        key = target["attrs"]["key"]
+        args = graph.args(node)
+        expr, syms = node_formula("expr", len(args), data["attrs"])
+        if key not in args or graph.nx.nodes[key]["op"] != "param" or not expr.is_Add:
+            continue
+        p_sym = syms[args.index(key)]
+        rest = -(expr - p_sym)
+        if p_sym in expr.args and not rest.has(p_sym):
+            found[node] = (key, rest, syms)
+    readers = {}
+    for node, (key, _, _) in found.items():
+        readers[key] = readers.get(key, 0) + 1
+    return {n: v for n, v in found.items() if readers[v[0]] == 1}
+
+
+def _escaping(graph) -> set:
+    """Nodes whose array may be returned: output arguments and what they may be views of.
+
+    Walks back from each ``output`` through every op that is not known to build a fresh array
+    (reshapes, transposes, kernels, identities may all return views of their arguments).
+    """
+    seen = set()
+    stack = [a for n, d in graph.nx.nodes(data=True) if d["op"] == "output" for a in graph.args(n)]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        op = get_op(graph.nx.nodes[node]["op"])
+        if not (op.elementwise or op.name in _FRESH_OPS):
+            stack.extend(graph.args(node))
+    return seen
+
+
 class _Emitter:
     def __init__(self, graph, check_finite):
         self.graph = graph
         self.check_finite = check_finite
+        self.updates = in_place_updates(graph) if not check_finite else {}
+        self.owned = set()  # nodes whose value lives in a workspace buffer this step may overwrite
+        self.escaping = _escaping(graph)
         self.names = _Names(_RESERVED | _helper_names(graph) | {"check_finite"})
         self.text: dict[str, str] = {}  # node -> how generated code refers to it
         self.consts: list[str] = []
@@ -105,19 +219,84 @@ class _Emitter:
         op = get_op(data["op"])
         args = [self.ref(a) for a in self.graph.args(node)]
         if op.effect:
+            (value,) = self.graph.args(node)
+            if value in self.updates:  # already written in place; a copy only when the param needed a cast
+                key = data["attrs"]["key"]
+                self.lines.append(f"    if {args[0]} is not params[{key!r}]: {op.emit(args, data['attrs'])}"
+                                  f"  # {node}: {op.name} (in place)")
+                return
             self.lines.append(f"    {op.emit(args, data['attrs'])}  # {node}: {op.name}")
             return
         var = self.names(node)
         self.text[node] = var
-        if op.elementwise:
+        if node in self.updates:
+            self._update_in_place(node, data, var)
+        elif op.elementwise:
             self._elementwise(node, data, args, var)
         else:
             attrs = {k: v for k, v in data["attrs"].items()}
             detail = "".join(f" {k}={v}" for k, v in attrs.items())
-            self.lines.append(f"    {var} = {op.emit(args, data['attrs'])}  # {node}: {op.name}{detail} "
+            value = self._matmul_into_buffer(node, data, args) if op.name == "matmul" else None
+            self.lines.append(f"    {var} = {value or op.emit(args, data['attrs'])}  # {node}: {op.name}{detail} "
                               f"{_fmt_shape(data['shape'])}")
         if self.check_finite:
             self.lines.append(f"    check_finite({var}, {node!r}, {op.name!r})")
+
+    def _update_in_place(self, node, data, var):
+        key, rest, syms = self.updates[node]
+        args = self.graph.args(node)
+        names = {s.name: self.ref(a) for s, a in zip(syms, args)}
+        target = self.ref(key)
+        shown = f"{target} - {rest.xreplace({s: sympy.Symbol(names[s.name]) for s in syms})}"
+        # rest = c * g with g a dead, freshly computed array of the param's shape: scale g itself
+        coeff, factor = rest.as_coeff_Mul()
+        value = None
+        if factor.is_Symbol and coeff.is_Number:
+            g = args[[s.name for s in syms].index(factor.name)]
+            if (_fresh(self.graph, g) and self.graph.nx.out_degree(g) == 1
+                    and self.graph.nx.nodes[g]["shape"] == data["shape"]):
+                value = f"np.multiply({self.ref(g)}, {NumPyEmitter(names).doprint(coeff)}, out={self.ref(g)})"
+        if value is None:
+            value = NumPyEmitter(names).doprint(rest)
+        self.lines.append(f"    {var} = np.subtract({target}, {value}, out={target})  # {node}: expr = {shown} "
+                          f"(in place) {_fmt_shape(data['shape'])}")
+
+    def _matmul_into_buffer(self, node, data, args):
+        """``np.matmul(a, b, out=buffer(...))`` for a 2-D product no result returns, else None."""
+        a, b = (self.graph.nx.nodes[n]["shape"] for n in self.graph.args(node))
+        if len(a) != 2 or len(b) != 2 or not data["dtype"].startswith("float") or node in self.escaping:
+            return None
+        if any(self.graph.nx.nodes[n]["dtype"] != data["dtype"] for n in self.graph.args(node)):
+            return None
+        rows = f"{args[0]}.shape[0]" if a[0] is None else str(a[0])
+        cols = f"{args[1]}.shape[1]" if b[1] is None else str(b[1])
+        self.owned.add(node)
+        return f"np.matmul({args[0]}, {args[1]}, out=buffer(state, {self.names(node)!r}, ({rows}, {cols})))"
+
+    def _buffer(self, node, data, args):
+        """Where a float node that no result returns writes its value: the buffer of an argument
+        that dies here (same shape), else its own ``buffer(...)``; None for a fresh array."""
+        if not data["dtype"].startswith("float") or data["shape"] == ():
+            return None
+        if node in self.escaping:
+            return None  # a returned value (or a view of one) must not be overwritten by the next call
+        for a, n in zip(args, self.graph.args(node)):
+            nd = self.graph.nx.nodes[n]
+            if (n in self.owned and self.graph.nx.out_degree(n) == 1 and nd["shape"] == data["shape"]
+                    and nd["dtype"] == data["dtype"]):
+                self.owned.add(node)
+                return a  # dead after this statement: overwrite it in place
+        shape = data["shape"]
+        if None in shape:  # the batch size: from an argument of the same shape
+            same = [a for a, n in zip(args, self.graph.args(node)) if self.graph.nx.nodes[n]["shape"] == shape
+                    and self.graph.nx.nodes[n]["op"] != "const"]
+            if not same:
+                return None
+            shape_src = f"{same[0]}.shape"
+        else:
+            shape_src = _fmt_shape(shape).replace("N", "None")
+        self.owned.add(node)
+        return f"buffer(state, {self.names(node)!r}, {shape_src})"
 
     def _elementwise(self, node, data, args, var):
         expr, syms = node_formula(data["op"], len(args), data["attrs"])
@@ -129,7 +308,11 @@ class _Emitter:
         for temp, value in temps:
             self.lines.append(f"    {temp} = {printer.doprint(value)}")
         value = printer.doprint(reduced)
-        if not set(syms) <= expr.free_symbols:  # e.g. x*0 simplified to 0: keep the shape and dtype
+        out = self._buffer(node, data, args)
+        written = with_out(reduced, printer, out) if out and set(syms) <= expr.free_symbols else None
+        if written:
+            value = written
+        elif not set(syms) <= expr.free_symbols:  # e.g. x*0 simplified to 0: keep the shape and dtype
             shapes = ", ".join(f"np.shape({a})" for a in args)
             value = f"np.broadcast_to(np.asarray({value}, dtype=F), np.broadcast_shapes({shapes}))"
         self.lines.append(f"    {var} = {value}  # {node}: {data['op']} = {shown} {_fmt_shape(data['shape'])}")
@@ -143,9 +326,10 @@ def generate(graph, dtype: str = "float32", check_finite: bool = False, title: s
     nodes write into ``params``/``state`` at the end of the step.
     """
     order = topological_order(graph)
-    effects_last = [n for n in order if graph.nx.nodes[n]["op"] == "assign"]
-    order = [n for n in order if graph.nx.nodes[n]["op"] != "assign"] + effects_last
     emitter = _Emitter(graph, check_finite)
+    # in-place param updates run after every other read of the params, then the assigns
+    effects_last = [n for n in order if n in emitter.updates] + [n for n in order if graph.nx.nodes[n]["op"] == "assign"]
+    order = [n for n in order if graph.nx.nodes[n]["op"] != "assign" and n not in emitter.updates] + effects_last
     for node in order:
         data = graph.nx.nodes[node]
         if get_op(data["op"]).source:
@@ -184,6 +368,15 @@ MODE = {mode!r}  # "value": outputs; "grads": (outputs, grads); "step": outputs 
 {helpers}
 
 {chr(10).join(emitter.consts)}
+
+def buffer(state, name, shape):
+    """The reusable output array of node ``name`` in this function's own workspace (kept in its
+    state, so two compiled functions never share one), allocated again when the batch size changes."""
+    workspace = state.setdefault("_workspace", {{}})
+    array = workspace.get(name)
+    if array is None or array.shape != shape:
+        array = workspace[name] = np.empty(shape, dtype=F)
+    return array
 
 
 def step(params, feeds, state):

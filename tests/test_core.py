@@ -186,6 +186,10 @@ def test_second_compile_is_served_from_the_cache(tmp_path):
     first = gg.compile(loss, wrt=g.params)
     second = gg.compile(loss, wrt=g.params)
     assert second.module is first.module and second.state is not first.state and second.cached
+    X, Y = batch(4, 12)
+    params = g.init_params()
+    first(params, x=X, y=Y), second(params, x=X, y=Y)
+    assert first.state["_workspace"] is not second.state["_workspace"]  # reused buffers are per function
     script = textwrap.dedent("""
         import time, sys
         sys.path.insert(0, %r)
@@ -207,7 +211,7 @@ def test_generated_source_is_vectorized_and_commented():
     statements = [line for line in body.splitlines()[2:] if line.strip() and not re.match(r"\s+\w+_t\d+ = ", line)]
     for line in statements:  # one statement per node, each with its node and formula
         assert "#" in line or line.strip().startswith(("results", "return")), line
-    assert "fc1_matmul = x @ fc1_W" in body
+    assert "fc1_matmul = np.matmul(x, fc1_W, out=buffer(" in body  # into a buffer reused by every call
 
 
 def test_float64_compile_computes_in_float64():

@@ -28,6 +28,11 @@ def expr_symbols(n):
 
 
 # -- activations as SymPy functions -------------------------------------------
+def masked_product_ok(a) -> bool:
+    """Whether ``select(c, a, 0)`` may be printed as ``a * (c > 0)``: ``a`` is a product of symbols and numbers."""
+    return a.is_Symbol or a.is_Number or (a.is_Mul and all(t.is_Symbol or t.is_Number for t in a.args))
+
+
 class select(sympy.Function):
     """``select(c, a, b)`` is ``a`` where ``c > 0`` else ``b``: the one branch primitive."""
 
@@ -39,6 +44,11 @@ class select(sympy.Function):
 
     def _numpycode(self, p):
         c, a, b = self.args
+        if b == 0 and masked_product_ok(a):
+            # a branch-free mask product (np.where mispredicts on random signs, ~7x slower); only for a
+            # product of arguments and constants, so no 0 * inf from a computed untaken branch (a division,
+            # a log) can leak a NaN
+            return f"{p.scalar(a)} * ({p._print(c)} > 0)"
         return f"np.where({p._print(c)} > 0, {p.scalar(a)}, {p.scalar(b)})"
 
     def _latex(self, p):
