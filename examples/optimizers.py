@@ -55,10 +55,7 @@ def plot(path, curves):
 
 
 def main(quick=False):
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    X, y = (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
+    (X, y), _ = gg.demos.digits()  # the training split
     epochs = 1 if quick else 8
     curves = {name: train(make, X, y, epochs) for name, make in OPTIMIZERS.items()}
     for name, losses in curves.items():

@@ -58,10 +58,7 @@ def plot(path, norms):
 
 
 def main(quick=False):
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    X, y = (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
+    (X, y), _ = gg.demos.digits()  # the training split
     norms, accuracy = {}, {}
     for activation, init in (("sigmoid", "glorot_uniform"), ("relu", "he_uniform")):
         g, loss, logits = deep_mlp(activation, init=init)
