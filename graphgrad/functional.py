@@ -103,6 +103,9 @@ def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
         targets = logits.graph.apply("one_hot", [labels], {"num_classes": logits.shape[-1]})
     else:
         targets = labels
+    if isinstance(targets, Tensor) and targets.shape == logits.shape and targets.dtype.startswith("float"):
+        # one primitive (a log-sum-exp kernel), its vjp (softmax − targets) / rows as graph ops
+        return logits.graph.apply("softmax_cross_entropy", [logits, targets])
     return -(targets * log_softmax(logits)).sum(axis=-1).mean()
 
 

@@ -267,8 +267,9 @@ def maxpool2d(x, kernel, stride, padding=(0, 0)):
     return y
 
 
-def maxpool2d_grad(gy, x, kernel, stride, padding=(0, 0)):
-    """Gradient of maxpool2d w.r.t. x.
+def maxpool2d_grad(gy, x, kernel, stride, padding=(0, 0), y=None):
+    """Gradient of maxpool2d w.r.t. x; y, when given, must be maxpool2d(x, ...)
+    (the forward output, so the maxima are not recomputed).
 
     Each window's gradient goes to its first maximum in row-major window order
     (PyTorch's tie rule); overlapping windows accumulate.  Non-finite values in
@@ -276,7 +277,8 @@ def maxpool2d_grad(gy, x, kernel, stride, padding=(0, 0)):
     """
     N, C, H, W = x.shape
     kh, kw, sh, sw, ph, pw, Ho, Wo, tiled = _kn_pool_geometry((H, W), kernel, stride, padding)
-    y = maxpool2d(x, (kh, kw), (sh, sw), (ph, pw))
+    if y is None:
+        y = maxpool2d(x, (kh, kw), (sh, sw), (ph, pw))
     if tiled:
         src = x.reshape(N, C, Ho, kh, Wo, kw)
         gx = np.empty((N, C, Ho, kh, Wo, kw), dtype=gy.dtype)
@@ -284,26 +286,53 @@ def maxpool2d_grad(gy, x, kernel, stride, padding=(0, 0)):
         src = _kn_pad(x, ph, pw, _kn_lowest(x.dtype))
         gx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=gy.dtype)
     # `free` marks windows whose arg-max no earlier tap has claimed
-    free = np.ones(y.shape, dtype=bool)
-    for i in range(kh):
-        for j in range(kw):
-            if tiled:
-                t, g = src[:, :, :, i, :, j], gx[:, :, :, i, :, j]
-            else:
-                t, g = _kn_tap(src, i, j, Ho, Wo, sh, sw), _kn_tap(gx, i, j, Ho, Wo, sh, sw)
-            hit = np.equal(t, y)
+    free = None
+    hit = np.empty(y.shape, dtype=bool)
+    last = kh * kw - 1
+    for t in range(kh * kw):
+        i, j = divmod(t, kw)
+        if tiled:
+            v, g = src[:, :, :, i, :, j], gx[:, :, :, i, :, j]
+        else:
+            v, g = _kn_tap(src, i, j, Ho, Wo, sh, sw), _kn_tap(gx, i, j, Ho, Wo, sh, sw)
+        np.equal(v, y, out=hit)
+        if free is None:
+            free = ~hit
+        else:
             hit &= free
-            free ^= hit
-            # multiply by a 0/1 mask: np.where / where= are ~10x slower here
-            if tiled:
-                np.multiply(gy, hit.astype(gy.dtype), out=g)
-            else:
-                g += gy * hit.astype(gy.dtype)
+            if t < last:
+                free ^= hit
+        # multiply by a 0/1 mask: np.where / where= are ~10x slower here
+        if tiled:
+            np.multiply(gy, hit, out=g)
+        else:
+            g += gy * hit
     if tiled:
         return gx.reshape(N, C, H, W)
     if ph == 0 and pw == 0:
         return gx
     return gx[:, :, ph:ph + H, pw:pw + W]
+
+
+def maxpool2d_gather_at(c, x, y, kernel, stride, padding=(0, 0)):
+    """c (shaped like x) read at each window's first position where x equals y:
+    the transpose of maxpool2d_grad(., x, ..., y).  With y = maxpool2d(x) that
+    is each window's first arg-max; a window with no match reads 0.
+    """
+    N, C, H, W = x.shape
+    kh, kw, sh, sw, ph, pw, Ho, Wo, _ = _kn_pool_geometry((H, W), kernel, stride, padding)
+    src = _kn_pad(x, ph, pw, _kn_lowest(x.dtype))
+    cp = _kn_pad(c, ph, pw)
+    out = np.zeros(y.shape, dtype=c.dtype)
+    free = np.ones(y.shape, dtype=bool)
+    hit = np.empty(y.shape, dtype=bool)
+    for i in range(kh):
+        for j in range(kw):
+            np.equal(_kn_tap(src, i, j, Ho, Wo, sh, sw), y, out=hit)
+            hit &= free
+            free ^= hit
+            out += _kn_tap(cp, i, j, Ho, Wo, sh, sw) * hit
+    return out
 
 
 def avgpool2d(x, kernel, stride, padding=(0, 0)):

@@ -339,3 +339,23 @@ def test_float32_matches_torch(torch):
         tb = F.interpolate(torch.from_numpy(xb), scale_factor=scale, mode="bilinear",
                            align_corners=False).numpy()
         np.testing.assert_allclose(yb, tb, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("k, s, p", [(2, 2, 0), (3, 2, 1), ((2, 3), (2, 2), (1, 1))])
+def test_maxpool_grad_with_forward_output_and_gather_at(k, s, p):
+    """maxpool2d_grad given y = maxpool2d(x) equals the recomputing form (ties included), and
+    maxpool2d_gather_at is its transpose and agrees with the op-level gather kernel."""
+    from graphgrad.ops import nn_kernels
+    rng = np.random.default_rng(7)
+    x = np.maximum(rng.normal(size=(2, 3, 6, 8)), 0).astype(np.float32)  # many all-zero (tied) windows
+    x[0, 0, :2, :2] = 1.0
+    y = K.maxpool2d(x, k, s, p)
+    gy = rng.normal(size=y.shape).astype(np.float32)
+    gx = K.maxpool2d_grad(gy, x, k, s, p, y)
+    np.testing.assert_array_equal(gx, K.maxpool2d_grad(gy, x, k, s, p))
+    assert gx.dtype == np.float32
+    c = rng.normal(size=x.shape).astype(np.float32)
+    gathered = K.maxpool2d_gather_at(c, x, y, k, s, p)
+    pair = K._kn_pair
+    np.testing.assert_array_equal(gathered, nn_kernels.maxpool2d_gather(c, x, pair(k), pair(s), pair(p)))
+    np.testing.assert_allclose(np.sum(gathered * gy), np.sum(c * gx), rtol=1e-5)

@@ -68,13 +68,12 @@ class BatchNorm(Layer):
             raise GraphError(f"BatchNorm {self.name!r} normalizes {c} channels, got input shape {x.shape}")
         axes = (0,) + tuple(range(2, x.ndim))
         along_channels = (1, c) + (1,) * (x.ndim - 2)
-        mean = x.mean(axis=axes, keepdims=True)
-        centered = x - mean
-        var = (centered * centered).mean(axis=axes, keepdims=True)  # biased, as torch normalizes
-        batch_normalized = centered / F.sqrt(var + self.eps)
+        # one primitive with a closed-form vjp; the stats node is shared with that vjp
+        stats = x.graph.apply("batch_norm_stats", [x])
+        batch_normalized = x.graph.apply("batch_norm", [x], {"eps": float(self.eps)})
         running_normalized = ((x - self.running_mean.reshape(along_channels))
                               / F.sqrt(self.running_var.reshape(along_channels) + self.eps))
-        self._update_running_stats(x, mean.reshape((c,)), var.reshape((c,)), axes)
+        self._update_running_stats(x, stats[0], stats[1], axes)
         normalized = train_eval(batch_normalized, running_normalized)
         return normalized * self.gamma.reshape(along_channels) + self.beta.reshape(along_channels)
 

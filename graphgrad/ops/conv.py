@@ -9,7 +9,6 @@ Attributes are (h, w) pairs of ints; the batch dimension may be ``None``.
 from __future__ import annotations
 
 from .. import kernels as K
-from . import nn_kernels
 from .registry import Op, register, same_dtype_as_first
 
 
@@ -185,10 +184,20 @@ def _pooled_like_shape(shapes, attrs):
     return shapes[1]
 
 
+def _maxpool_grad_shape(shapes, attrs):
+    """(gy, x, y = maxpool2d(x)) -> x's shape."""
+    if tuple(shapes[2]) != tuple(shapes[0]):
+        raise ValueError(f"the pooled output of shape {shapes[2]} does not match the gradient of shape {shapes[0]}")
+    return _pooled_like_shape(shapes[:2], attrs)
+
+
 def _gather_shape(shapes, attrs):
     if tuple(shapes[0]) != tuple(shapes[1]):
         raise ValueError("the cotangent and the pooled input must have one shape")
-    return _pool_shape(shapes[1:], attrs)
+    out = _pool_shape(shapes[1:2], attrs)
+    if tuple(shapes[2]) != out:
+        raise ValueError(f"the pooled output of shape {shapes[2]} does not match the pooled shape {out}")
+    return out
 
 
 POOL_TEST = {"kernel": (2, 3), "stride": (2, 2), "padding": (1, 1)}
@@ -196,24 +205,31 @@ POOL_TEST = {"kernel": (2, 3), "stride": (2, 2), "padding": (1, 1)}
 register(Op(
     name="maxpool2d", arity=1, shape=_pool_shape, dtype=same_dtype_as_first, kernels=(K.maxpool2d,),
     emit=lambda args, a: f"maxpool2d({args[0]}, {_pool_args(a)})",
-    vjps=(lambda g, args, out, a: g.graph.apply("maxpool2d_grad", [g, args[0]], _pool_attrs(a)),),
+    # the forward output `out` rides along so the backward does not recompute the maxima
+    vjps=(lambda g, args, out, a: g.graph.apply("maxpool2d_grad", [g, args[0], out], _pool_attrs(a)),),
     domain=("distinct",), test_shapes=((2, 2, 5, 6),), test_attrs=POOL_TEST,
     doc="max over kh×kw windows; the gradient goes to each window's (first) arg-max",
 ))
 register(Op(
-    name="maxpool2d_grad", arity=2, shape=_pooled_like_shape, dtype=same_dtype_as_first,
-    kernels=(K.maxpool2d_grad,), emit=lambda args, a: f"maxpool2d_grad({args[0]}, {args[1]}, {_pool_args(a)})",
-    vjps=(lambda g, args, out, a: g.graph.apply("maxpool2d_gather", [g, args[1]], _pool_attrs(a)), None),
-    domain=("real", "distinct"), test_shapes=((2, 2, 3, 3), (2, 2, 5, 6)), test_attrs=POOL_TEST,
-    doc="the vjp of maxpool2d: gy routed to the arg-max of each window of x (x gives only the routing)",
+    name="maxpool2d_grad", arity=3, shape=_maxpool_grad_shape, dtype=same_dtype_as_first,
+    kernels=(K.maxpool2d_grad,),
+    emit=lambda args, a: f"maxpool2d_grad({args[0]}, {args[1]}, {_pool_args(a)}, {args[2]})",
+    vjps=(lambda g, args, out, a: g.graph.apply("maxpool2d_gather", [g, args[1], args[2]], _pool_attrs(a)),
+          None, None),
+    domain=("real", "distinct", "real"), test_shapes=((2, 2, 3, 3), (2, 2, 5, 6), (2, 2, 3, 3)),
+    test_attrs=POOL_TEST,
+    doc="the vjp of maxpool2d: gy routed to each window's first position where x equals y = maxpool2d(x) "
+        "(its arg-max; x and y give only the routing)",
 ))
 register(Op(
-    name="maxpool2d_gather", arity=2, shape=_gather_shape, dtype=same_dtype_as_first,
-    kernels=(nn_kernels.maxpool2d_gather,),
-    emit=lambda args, a: f"maxpool2d_gather({args[0]}, {args[1]}, {_pool_args(a)})",
-    vjps=(lambda g, args, out, a: g.graph.apply("maxpool2d_grad", [g, args[1]], _pool_attrs(a)), None),
-    domain=("real", "distinct"), test_shapes=((2, 2, 5, 6), (2, 2, 5, 6)), test_attrs=POOL_TEST,
-    doc="the transpose of maxpool2d_grad: c read at the arg-max of each window of x",
+    name="maxpool2d_gather", arity=3, shape=_gather_shape, dtype=same_dtype_as_first,
+    kernels=(K.maxpool2d_gather_at,),
+    emit=lambda args, a: f"maxpool2d_gather_at({args[0]}, {args[1]}, {args[2]}, {_pool_args(a)})",
+    vjps=(lambda g, args, out, a: g.graph.apply("maxpool2d_grad", [g, args[1], args[2]], _pool_attrs(a)),
+          None, None),
+    domain=("real", "distinct", "real"), test_shapes=((2, 2, 5, 6), (2, 2, 5, 6), (2, 2, 3, 3)),
+    test_attrs=POOL_TEST,
+    doc="the transpose of maxpool2d_grad: c read at each window's first position where x equals y",
 ))
 register(Op(
     name="avgpool2d", arity=1, shape=_pool_shape, dtype=same_dtype_as_first, kernels=(K.avgpool2d,),

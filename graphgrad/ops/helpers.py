@@ -32,3 +32,64 @@ def one_hot(labels, num_classes, dtype):
         raise IndexError(f"labels must lie in [0, {num_classes}), got values in "
                          f"[{labels.min()}, {labels.max()}]")
     return np.eye(num_classes, dtype=dtype)[labels]
+
+
+_ONES = {}
+
+
+def _ones(n, dtype):
+    """A read-only vector of ``n`` ones, kept between calls."""
+    key = (n, dtype)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = np.ones(n, dtype=dtype)
+        ones.flags.writeable = False
+    return ones
+
+
+def reduce_sum(x, axis, keepdims, k0, k1):
+    """np.sum over ``axis`` when the kept axes are the block ``k0:k1`` (bias and channel sums;
+    ``k1`` None: to the end, else the axes from ``k1`` on are all reduced): a contiguous float
+    array is summed by matrix-vector products against ones, which BLAS does in one read where
+    np.sum over a leading axis walks the rows; anything else is np.sum."""
+    if (x.dtype.kind != "f" or not x.flags.c_contiguous or not x.size
+            or k1 is not None and axis[-1] != x.ndim - 1 or k1 is None and k0 >= x.ndim):
+        return np.sum(x, axis=axis, keepdims=keepdims)  # (the last: a full reduction, kept a NumPy scalar)
+    shape = x.shape
+    if k1 is None:
+        k1 = x.ndim
+    a = 1
+    for d in shape[:k0]:
+        a *= d
+    k = 1
+    for d in shape[k0:k1]:
+        k *= d
+    b = x.size // (a * k)
+    if a == 1 and b == 1:  # nothing is summed: np.sum copies, a reshape would be a view
+        return np.sum(x, axis=axis, keepdims=keepdims)
+    out = x.reshape(a * k, b) @ _ones(b, x.dtype) if b > 1 else x.reshape(a, k)
+    if a > 1:
+        out = _ones(a, x.dtype) @ out.reshape(a, k)
+    if keepdims:
+        return out.reshape((1,) * k0 + shape[k0:k1] + (1,) * (len(shape) - k1))
+    return out.reshape(shape[k0:k1])
+
+
+def reduce_mean(x, axis, keepdims, k0, k1):
+    """np.mean over ``axis`` by way of `reduce_sum`; a float array keeps its dtype."""
+    if (x.dtype.kind != "f" or not x.flags.c_contiguous or not x.size
+            or k1 is not None and axis[-1] != x.ndim - 1 or k1 is None and k0 >= x.ndim):
+        return np.mean(x, axis=axis, keepdims=keepdims)
+    total = reduce_sum(x, axis, keepdims, k0, k1)  # a fresh array
+    return np.divide(total, x.size // total.size, out=total)
+
+
+def softmax_xent(logits, targets):
+    """Mean over all leading positions of −Σ targets · log_softmax(logits) along the last axis."""
+    c = logits.shape[-1]
+    z = logits.reshape(-1, c)
+    t = targets.reshape(-1, c)
+    shifted = z - z.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(shifted).sum(axis=1))
+    n = z.shape[0]
+    return (t.sum(axis=1) @ lse - np.vdot(t, shifted)) / n

@@ -46,3 +46,40 @@ def maxpool2d_gather(c, x, kernel, stride, padding):
         free &= ~hit
         np.copyto(out, tap(cp, i, j), where=hit)
     return out
+
+
+def _channel_sums(x):
+    """Σ over every axis but 1 of an (N, C, ...) array, as two matrix-vector products against ones."""
+    n, c = x.shape[0], x.shape[1]
+    b = x.size // (n * c) if n * c else 0
+    rows = x.reshape(n * c, b) @ np.ones(b, dtype=x.dtype) if b != 1 else x.reshape(n * c)
+    return np.ones(n, dtype=x.dtype) @ rows.reshape(n, c)
+
+
+def _centered(x):
+    """``(x − mean, mean)`` with the per-channel mean over every axis but 1."""
+    c = x.shape[1]
+    mean = _channel_sums(x) / (x.size // c)
+    return x - mean.reshape((1, c) + (1,) * (x.ndim - 2)), mean
+
+
+def _channel_sum_squares(d):
+    """Σ d² per channel (axis 1) over every other axis: a row-wise dot (no squared temporary), then a GEMV."""
+    n, c = d.shape[0], d.shape[1]
+    rows = d.reshape(n * c, -1)
+    return np.ones(n, dtype=d.dtype) @ np.einsum("ij,ij->i", rows, rows).reshape(n, c)
+
+
+def batch_norm_stats(x):
+    """Rows (mean, biased variance) per channel (axis 1) of ``x``, over every other axis (two-pass)."""
+    c = x.shape[1]
+    d, mean = _centered(x)
+    return np.stack([mean, _channel_sum_squares(d) / (x.size // c)])
+
+
+def batch_norm_normalize(x, eps):
+    """(x − mean) / √(var + eps) with the per-channel batch mean and biased variance."""
+    c = x.shape[1]
+    d, _ = _centered(x)
+    inv_std = 1.0 / np.sqrt(_channel_sum_squares(d) / (x.size // c) + eps)
+    return np.multiply(d, inv_std.reshape((1, c) + (1,) * (x.ndim - 2)), out=d)

@@ -145,6 +145,32 @@ def _emit_reduce(fn):
     return lambda args, a: f"np.{fn}({args[0]}, axis={tuple(a['axis'])}, keepdims={bool(a.get('keepdims'))})"
 
 
+def _kept_block(axis):
+    """``(k0, k1)`` when the reduced axes are a leading run ``0:k0`` and a trailing run from ``k1``
+    (``k1`` None: no trailing run), so the kept axes are one block; None otherwise."""
+    axis = sorted(axis)
+    k0 = 0
+    while k0 < len(axis) and axis[k0] == k0:
+        k0 += 1
+    rest = axis[k0:]
+    if not axis or rest and rest != list(range(rest[0], rest[0] + len(rest))):
+        return None
+    return k0, (rest[0] if rest else None)
+
+
+def _emit_fast_reduce(fn):
+    """Sums whose kept axes are one block (bias and channel sums) as products against ones."""
+    plain = _emit_reduce(fn)
+
+    def emit(args, a):
+        block = _kept_block(a["axis"])
+        if block is None:
+            return plain(args, a)
+        axis = tuple(sorted(a["axis"]))
+        return f"reduce_{fn}({args[0]}, {axis}, {bool(a.get('keepdims'))}, {block[0]}, {block[1]})"
+    return emit
+
+
 def _max_vjp(g, args, out, attrs):
     x = args[0]
     ties = x.graph.apply("equal", [x, x.graph.apply("broadcast_like", [_kept(out, x, attrs), x])]).astype(x.dtype)
@@ -153,12 +179,14 @@ def _max_vjp(g, args, out, attrs):
 
 
 register(Op(
-    name="sum", arity=1, shape=_reduce_shape, dtype=same_dtype_as_first, emit=_emit_reduce("sum"),
+    name="sum", arity=1, shape=_reduce_shape, dtype=same_dtype_as_first, emit=_emit_fast_reduce("sum"),
+    kernels=(helpers.reduce_sum,),
     vjps=(lambda g, args, out, a: g.graph.apply("broadcast_like", [_kept(g, args[0], a), args[0]]),),
     doc="sum over axes", test_attrs={"axis": (1,)},
 ))
 register(Op(
-    name="mean", arity=1, shape=_reduce_shape, dtype=same_dtype_as_first, emit=_emit_reduce("mean"),
+    name="mean", arity=1, shape=_reduce_shape, dtype=same_dtype_as_first, emit=_emit_fast_reduce("mean"),
+    kernels=(helpers.reduce_mean,),
     vjps=(lambda g, args, out, a: g.graph.apply("mean_grad", [_kept(g, args[0], a), args[0]]),),
     doc="mean over axes", test_attrs={"axis": (0,)},
 ))
@@ -299,6 +327,43 @@ register(Op(
     name="log_softmax", arity=1, shape=_axis_shape, dtype=same_dtype_as_first,
     kernels=(helpers.log_softmax_lastdims,), emit=lambda args, a: f"log_softmax_lastdims({args[0]}, {a['axis']})",
     vjps=(_log_softmax_vjp,), doc="x − log Σ exp(x) along an axis (log-sum-exp)", test_attrs={"axis": 1},
+))
+
+
+def _xent_shape(shapes, attrs):
+    logits, targets = shapes
+    if not logits:
+        raise ValueError("softmax_cross_entropy needs logits with a class axis")
+    if tuple(targets) != tuple(logits):
+        raise ValueError(f"targets {targets} must have the shape of the logits {logits}")
+    return ()
+
+
+def _xent_scale(g, logits):
+    """g / (the number of rows averaged over), the batch size known only at call time."""
+    if logits.ndim == 1:
+        return g
+    return g / g.graph.apply("axis_size", [logits], {"axis": tuple(range(logits.ndim - 1))})
+
+
+def _xent_logits_vjp(g, args, out, a):
+    # d/dz of −Σ t · log_softmax(z) along the class axis: softmax(z) Σt − t
+    logits, targets = args
+    probs = logits.graph.apply("softmax", [logits], {"axis": logits.ndim - 1})
+    return (probs * targets.sum(axis=logits.ndim - 1, keepdims=True) - targets) * _xent_scale(g, logits)
+
+
+def _xent_targets_vjp(g, args, out, a):
+    logits, _ = args
+    return -logits.graph.apply("log_softmax", [logits], {"axis": logits.ndim - 1}) * _xent_scale(g, logits)
+
+
+register(Op(
+    name="softmax_cross_entropy", arity=2, shape=_xent_shape, dtype=same_dtype_as_first,
+    kernels=(helpers.softmax_xent,), emit=lambda args, a: f"softmax_xent({args[0]}, {args[1]})",
+    vjps=(_xent_logits_vjp, _xent_targets_vjp),
+    doc="mean over the rows of −Σ targets · log_softmax(logits) along the last axis (log-sum-exp); "
+        "one node forward, (softmax − targets) / rows backward",
 ))
 register(Op(
     name="one_hot", arity=1, shape=lambda s, a: s[0] + (a["num_classes"],), dtype=lambda d, a: "float32",
