@@ -19,7 +19,7 @@ from .autodiff import grad
 from .codegen import generate
 from .errors import GraphError
 from .ir import Tensor, canonical
-from .passes import PASSES, STABILITY_PASSES, dead_code, optimise
+from .passes import PASSES, STABILITY_PASSES, dead_code, fuse_elementwise, optimise
 
 _MODULES: dict = {}  # cache key -> loaded module, for this process
 
@@ -128,7 +128,7 @@ def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single
             optimizer.build(work, params, grads)
     derived = work.copy()  # before the passes: what `render` draws for a compiled step
     # without fusion every node keeps its own line, so check_finite can name the first bad one
-    work = optimise(work, training, passes=PASSES if not check_finite else PASSES[:-1])
+    work = optimise(work, training, passes=[p for p in PASSES if not (check_finite and p is fuse_elementwise)])
     work.derived = derived
     kind = {"value": "forward", "grads": "forward + backward", "step": "training step"}[mode]
     return generate(work, dtype=dtype, check_finite=check_finite, single=single, mode=mode,
