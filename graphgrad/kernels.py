@@ -10,14 +10,16 @@ import numpy as np
 _kn_as_strided = np.lib.stride_tricks.as_strided
 
 
-def _kn_pair(v):
+def as_pair(v):
+    """An int or an (h, w) pair as a tuple of two ints."""
     if isinstance(v, (tuple, list)):
         a, b = v
         return int(a), int(b)
     return int(v), int(v)
 
 
-def _kn_out_len(n, k, s, p, d):
+def conv_out_len(n, k, s, p, d):
+    """Output length of a convolution or pool along one axis (PyTorch's formula, floor mode)."""
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
@@ -74,11 +76,11 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
 
     x (N, C, H, W), w (O, C, kh, kw) -> (N, O, Ho, Wo).
     """
-    stride, padding, dilation = _kn_pair(stride), _kn_pair(padding), _kn_pair(dilation)
+    stride, padding, dilation = as_pair(stride), as_pair(padding), as_pair(dilation)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
-    Ho = _kn_out_len(H, kh, stride[0], padding[0], dilation[0])
-    Wo = _kn_out_len(W, kw, stride[1], padding[1], dilation[1])
+    Ho = conv_out_len(H, kh, stride[0], padding[0], dilation[0])
+    Wo = conv_out_len(W, kw, stride[1], padding[1], dilation[1])
     cols = _kn_im2col(x, kh, kw, Ho, Wo, stride, padding, dilation)
     y = np.matmul(w.reshape(O, C * kh * kw), cols)
     return y.reshape(N, O, Ho, Wo)
@@ -114,7 +116,7 @@ def conv2d_grad_input(gy, w, input_hw, stride, padding, dilation):
     kh*kw taps is then added into a shifted slice of a padded buffer (a tap
     touches distinct pixels, so plain slice adds replace np.add.at).
     """
-    (sh, sw), (ph, pw), (dh, dw) = _kn_pair(stride), _kn_pair(padding), _kn_pair(dilation)
+    (sh, sw), (ph, pw), (dh, dw) = as_pair(stride), as_pair(padding), as_pair(dilation)
     H, W = input_hw
     N, O, Ho, Wo = gy.shape
     _, C, kh, kw = w.shape
@@ -144,7 +146,7 @@ def conv2d_grad_input(gy, w, input_hw, stride, padding, dilation):
 
 def conv2d_grad_weight(gy, x, kernel_hw, stride, padding, dilation):
     """Gradient of conv2d w.r.t. w, shape (O, C, kh, kw)."""
-    (sh, sw), (ph, pw), (dh, dw) = _kn_pair(stride), _kn_pair(padding), _kn_pair(dilation)
+    (sh, sw), (ph, pw), (dh, dw) = as_pair(stride), as_pair(padding), as_pair(dilation)
     kh, kw = kernel_hw
     N, O, Ho, Wo = gy.shape
     C, H, W = x.shape[1:]
@@ -181,8 +183,8 @@ def conv_transpose2d(x, w, stride, padding, output_padding=(0, 0), dilation=(1, 
     (the crop only bites when output_padding >= stride, which PyTorch allows
     for dilation > output_padding; conv2d then yields extra rows/columns).
     """
-    (sh, sw), (ph, pw) = _kn_pair(stride), _kn_pair(padding)
-    (oph, opw), (dh, dw) = _kn_pair(output_padding), _kn_pair(dilation)
+    (sh, sw), (ph, pw) = as_pair(stride), as_pair(padding)
+    (oph, opw), (dh, dw) = as_pair(output_padding), as_pair(dilation)
     H, W = x.shape[2:]
     kh, kw = w.shape[2:]
     Ho = (H - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
@@ -216,10 +218,10 @@ def conv1d_grad_weight(gy, x, kernel_len, stride, padding, dilation):
 # --------------------------------------------------------------------------
 
 def _kn_pool_geometry(x_hw, kernel, stride, padding):
-    (kh, kw), (sh, sw), (ph, pw) = _kn_pair(kernel), _kn_pair(stride), _kn_pair(padding)
+    (kh, kw), (sh, sw), (ph, pw) = as_pair(kernel), as_pair(stride), as_pair(padding)
     H, W = x_hw
-    Ho = _kn_out_len(H, kh, sh, ph, 1)
-    Wo = _kn_out_len(W, kw, sw, pw, 1)
+    Ho = conv_out_len(H, kh, sh, ph, 1)
+    Wo = conv_out_len(W, kw, sw, pw, 1)
     tiled = (kh == sh and kw == sw and ph == 0 and pw == 0
              and H % kh == 0 and W % kw == 0)
     return kh, kw, sh, sw, ph, pw, Ho, Wo, tiled
@@ -377,13 +379,13 @@ def avgpool2d_grad(gy, input_hw, kernel, stride, padding=(0, 0)):
 
 def upsample_nearest2d(x, scale):
     """Like F.interpolate(x, scale_factor=scale, mode="nearest"), integer scale."""
-    sh, sw = _kn_pair(scale)
+    sh, sw = as_pair(scale)
     return _kn_repeat2d(x, sh, sw)
 
 
 def upsample_nearest2d_grad(gy, scale):
     """Gradient of upsample_nearest2d w.r.t. x: the sum over each scale tile."""
-    sh, sw = _kn_pair(scale)
+    sh, sw = as_pair(scale)
     return _kn_tiled_reduce(gy, sh, sw, np.add)
 
 
@@ -414,7 +416,7 @@ def _kn_bilinear_matrix(n, s, dtype):
 def upsample_bilinear2d(x, scale):
     """Like F.interpolate(x, scale_factor=scale, mode="bilinear",
     align_corners=False) for integer scale: y = A_h @ x @ A_w.T."""
-    sh, sw = _kn_pair(scale)
+    sh, sw = as_pair(scale)
     N, C, H, W = x.shape
     ah = _kn_bilinear_matrix(H, sh, x.dtype)
     aw = _kn_bilinear_matrix(W, sw, x.dtype)
@@ -425,7 +427,7 @@ def upsample_bilinear2d(x, scale):
 
 def upsample_bilinear2d_grad(gy, input_hw, scale):
     """Gradient of upsample_bilinear2d w.r.t. x: A_h.T @ gy @ A_w."""
-    sh, sw = _kn_pair(scale)
+    sh, sw = as_pair(scale)
     H, W = input_hw
     N, C, Ho, Wo = gy.shape
     ah = _kn_bilinear_matrix(H, sh, gy.dtype)

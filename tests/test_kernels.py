@@ -356,6 +356,6 @@ def test_maxpool_grad_with_forward_output_and_gather_at(k, s, p):
     assert gx.dtype == np.float32
     c = rng.normal(size=x.shape).astype(np.float32)
     gathered = K.maxpool2d_gather_at(c, x, y, k, s, p)
-    pair = K._kn_pair
+    pair = K.as_pair
     np.testing.assert_array_equal(gathered, nn_kernels.maxpool2d_gather(c, x, pair(k), pair(s), pair(p)))
     np.testing.assert_allclose(np.sum(gathered * gy), np.sum(c * gx), rtol=1e-5)

@@ -82,12 +82,11 @@ def test_compiled_step_renders_the_optimizer_update():
 
 
 def test_unroll_dispatches_to_render_bptt():
-    g, loss = sigmoid_net()
-    try:
-        import graphgrad.render_bptt  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError):
-            gg.render(loss, unroll=True)
+    g = gg.Graph("rnn")
+    x = g.input("x", (None, 4, 3))
+    loss = gg.nn.RNN(5, name="rnn")(x).sum()
+    source = gg.render(loss, backward=True, unroll=True).source
+    assert sum(f"cluster_t{t}" in source for t in range(4)) == 4 and "cluster_t4" not in source
 
 
 def test_rendering_other_objects_is_a_clear_error():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GraphError
-from ..ops.conv import pair
+from ..kernels import as_pair as pair
 from .layers import Layer, activation_fn
 
 

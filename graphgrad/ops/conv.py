@@ -9,20 +9,8 @@ Attributes are (h, w) pairs of ints; the batch dimension may be ``None``.
 from __future__ import annotations
 
 from .. import kernels as K
+from ..kernels import as_pair as pair, conv_out_len
 from .registry import Op, register, same_dtype_as_first
-
-
-def pair(v) -> tuple:
-    """An int or an (h, w) pair as a tuple of two ints."""
-    if isinstance(v, (tuple, list)):
-        a, b = v
-        return int(a), int(b)
-    return int(v), int(v)
-
-
-def out_len(n, k, s, p, d):
-    """Output length of a convolution or pool along one axis (PyTorch's formula, floor mode)."""
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def _image(shape, what="input"):
@@ -41,7 +29,7 @@ def _conv_geometry(hw, khw, attrs):
         if d * (k - 1) + 1 > n + 2 * p:
             raise ValueError(f"kernel {tuple(khw)} (dilation {dilation}) is larger than the padded input "
                              f"{hw[0] + 2 * padding[0]}x{hw[1] + 2 * padding[1]}")
-        out.append(out_len(n, k, s, p, d))
+        out.append(conv_out_len(n, k, s, p, d))
     return tuple(out)
 
 
