@@ -120,19 +120,13 @@ def _helper_names(graph) -> set:
     return {name for module in _helper_modules(graph) for name in vars(module) if not name.startswith("__")}
 
 
-# ops whose emitted value is always a fresh array the step owns (never a view of a param or feed),
-# so a dead one may be overwritten in place
-_FRESH_OPS = {"matmul", "sum", "sum_outer", "conv2d_grad_weight"}
-
-
 def _fresh(graph, node) -> bool:
-    data = graph.nx.nodes[node]
-    if data["op"] in _FRESH_OPS:
-        return True
-    if data["op"] == "reshape":
-        (arg,) = graph.args(node)
+    """Whether a node's value is an array the step owns (not a view of a param or feed): safe to overwrite."""
+    op = get_op(graph.nx.nodes[node]["op"])
+    if op.view:
+        (arg, *_) = graph.args(node)
         return graph.nx.out_degree(arg) == 1 and _fresh(graph, arg)
-    return False
+    return op.fresh
 
 
 def in_place_updates(graph) -> dict:
@@ -179,7 +173,7 @@ def _escaping(graph) -> set:
             continue
         seen.add(node)
         op = get_op(graph.nx.nodes[node]["op"])
-        if not (op.elementwise or op.name in _FRESH_OPS):
+        if not (op.elementwise or op.fresh):
             stack.extend(graph.args(node))
     return seen
 
@@ -236,7 +230,7 @@ class _Emitter:
         else:
             attrs = {k: v for k, v in data["attrs"].items()}
             detail = "".join(f" {k}={v}" for k, v in attrs.items())
-            value = self._matmul_into_buffer(node, data, args) if op.name == "matmul" else None
+            value = self._into_buffer(node, data, args, op) if op.emit_into else None
             self.lines.append(f"    {var} = {value or op.emit(args, data['attrs'])}  # {node}: {op.name}{detail} "
                               f"{_fmt_shape(data['shape'])}")
         if self.check_finite:
@@ -261,17 +255,29 @@ class _Emitter:
         self.lines.append(f"    {var} = np.subtract({target}, {value}, out={target})  # {node}: expr = {shown} "
                           f"(in place) {_fmt_shape(data['shape'])}")
 
-    def _matmul_into_buffer(self, node, data, args):
-        """``np.matmul(a, b, out=buffer(...))`` for a 2-D product no result returns, else None."""
-        a, b = (self.graph.nx.nodes[n]["shape"] for n in self.graph.args(node))
-        if len(a) != 2 or len(b) != 2 or not data["dtype"].startswith("float") or node in self.escaping:
+    def _into_buffer(self, node, data, args, op):
+        """The op's ``emit_into`` a reusable buffer, for a float value no result returns; else None."""
+        if not data["dtype"].startswith("float") or node in self.escaping:
             return None
         if any(self.graph.nx.nodes[n]["dtype"] != data["dtype"] for n in self.graph.args(node)):
             return None
-        rows = f"{args[0]}.shape[0]" if a[0] is None else str(a[0])
-        cols = f"{args[1]}.shape[1]" if b[1] is None else str(b[1])
+        shape_src = self._shape_source(data["shape"], args, self.graph.args(node))
+        if shape_src is None:
+            return None
         self.owned.add(node)
-        return f"np.matmul({args[0]}, {args[1]}, out=buffer(state, {self.names(node)!r}, ({rows}, {cols})))"
+        return op.emit_into(args, data["attrs"], f"buffer(state, {self.names(node)!r}, {shape_src})")
+
+    def _shape_source(self, shape, args, arg_nodes):
+        """Source text of ``shape`` at run time, the batch dimension read off an argument that has it."""
+        if None not in shape:
+            return _fmt_shape(shape)
+        for a, n in zip(args, arg_nodes):
+            arg_shape = self.graph.nx.nodes[n]["shape"]
+            if None in arg_shape and self.graph.nx.nodes[n]["op"] != "const":
+                batch = f"{a}.shape[{arg_shape.index(None)}]"
+                dims = [batch if d is None else str(d) for d in shape]
+                return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+        return None
 
     def _buffer(self, node, data, args):
         """Where a float node that no result returns writes its value: the buffer of an argument
@@ -286,15 +292,9 @@ class _Emitter:
                     and nd["dtype"] == data["dtype"]):
                 self.owned.add(node)
                 return a  # dead after this statement: overwrite it in place
-        shape = data["shape"]
-        if None in shape:  # the batch size: from an argument of the same shape
-            same = [a for a, n in zip(args, self.graph.args(node)) if self.graph.nx.nodes[n]["shape"] == shape
-                    and self.graph.nx.nodes[n]["op"] != "const"]
-            if not same:
-                return None
-            shape_src = f"{same[0]}.shape"
-        else:
-            shape_src = _fmt_shape(shape).replace("N", "None")
+        shape_src = self._shape_source(data["shape"], args, self.graph.args(node))
+        if shape_src is None:
+            return None
         self.owned.add(node)
         return f"buffer(state, {self.names(node)!r}, {shape_src})"
 

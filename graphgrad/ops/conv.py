@@ -100,7 +100,7 @@ register(Op(
     doc="the vjp of conv2d for its input: gy (N, O, Ho, Wo) spread back through w to (N, C, H, W)",
 ))
 register(Op(
-    name="conv2d_grad_weight", arity=2, shape=_grad_weight_shape, dtype=same_dtype_as_first,
+    name="conv2d_grad_weight", arity=2, shape=_grad_weight_shape, dtype=same_dtype_as_first, fresh=True,
     kernels=(K.conv2d_grad_weight,),
     emit=lambda args, a: f"conv2d_grad_weight({args[0]}, {args[1]}, {tuple(a['kernel_hw'])}, {_geometry_args(a)})",
     vjps=(lambda g, args, out, a: conv2d(args[1], g, a),

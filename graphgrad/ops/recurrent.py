@@ -168,6 +168,7 @@ def outer(a, b):
 
 register(Op(
     name="sum_outer", arity=2, shape=_sum_outer_shape, dtype=same_dtype_as_first, kernels=(kernels.sum_outer,),
+    fresh=True,
     emit=lambda args, attrs: f"sum_outer({args[0]}, {args[1]})",
     vjps=(lambda g, args, out, a: args[1] @ g.T, lambda g, args, out, a: args[0] @ g),
     doc="Σ over leading axes of outer products, as one GEMM", test_shapes=((3, 2, 4), (3, 2, 5)),

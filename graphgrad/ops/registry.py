@@ -39,6 +39,10 @@ class Op:
       source is pasted into generated code, which imports numpy only.
     - ``source``: a value from outside (input, param, const); ``effect``: the
       emission is a statement that writes state (an optimizer or running-mean update).
+    - Memory, for code generation: ``fresh``: the value is a new array the step
+      owns (never a view), so a dead one may be overwritten; ``view``: the value
+      may be a view of its first argument; ``emit_into(args, attrs, out)``: the
+      emission writing into a reusable buffer ``out``.
     """
 
     name: str
@@ -53,6 +57,9 @@ class Op:
     kernels: tuple = ()
     source: bool = False
     effect: bool = False
+    fresh: bool = False
+    view: bool = False
+    emit_into: Optional[Callable] = None
     doc: str = ""
     test_attrs: dict = field(default_factory=dict)
     test_shapes: Optional[tuple] = None  # argument shapes for the registry-driven tests

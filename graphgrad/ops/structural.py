@@ -63,7 +63,8 @@ def _matmul_shape(shapes, attrs):
 
 
 register(Op(
-    name="matmul", arity=2, shape=_matmul_shape, emit=lambda args, a: f"{args[0]} @ {args[1]}",
+    name="matmul", arity=2, shape=_matmul_shape, emit=lambda args, a: f"{args[0]} @ {args[1]}", fresh=True,
+    emit_into=lambda args, a, out: f"np.matmul({args[0]}, {args[1]}, out={out})",
     vjps=(lambda g, args, out, a: unbroadcast(g @ _swap_last(args[1]), args[0].shape),
           lambda g, args, out, a: unbroadcast(_swap_last(args[0]) @ g, args[1].shape)),
     dtype=same_dtype_as_first, doc="matrix product, batched over leading axes", test_shapes=((2, 3, 4), (4, 5)),
@@ -105,7 +106,7 @@ def _reshape_shape(shapes, attrs):
 
 
 register(Op(
-    name="reshape", arity=1, shape=_reshape_shape, dtype=same_dtype_as_first,
+    name="reshape", arity=1, shape=_reshape_shape, dtype=same_dtype_as_first, view=True,
     emit=lambda args, a: f"{args[0]}.reshape({tuple(-1 if d is None else d for d in a['shape'])})",
     vjps=(lambda g, args, out, a: g.reshape(args[0].shape),),
     doc="reshape; None (the batch) becomes -1", test_attrs={"shape": (2, 6)},
@@ -179,7 +180,7 @@ def _max_vjp(g, args, out, attrs):
 
 
 register(Op(
-    name="sum", arity=1, shape=_reduce_shape, dtype=same_dtype_as_first, emit=_emit_fast_reduce("sum"),
+    name="sum", arity=1, shape=_reduce_shape, dtype=same_dtype_as_first, emit=_emit_fast_reduce("sum"), fresh=True,
     kernels=(helpers.reduce_sum,),
     vjps=(lambda g, args, out, a: g.graph.apply("broadcast_like", [_kept(g, args[0], a), args[0]]),),
     doc="sum over axes", test_attrs={"axis": (1,)},
