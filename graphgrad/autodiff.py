@@ -22,10 +22,11 @@ def _total(cotangents):
     return total
 
 
-def grad(y: Tensor, wrt, seed: Tensor = None):
+def grad(y: Tensor, wrt, seed: Tensor | float = None):
     """∂y/∂w for each w in ``wrt``, as new nodes of y's graph.
 
-    ``y`` must be a scalar unless a ``seed`` cotangent of its shape is given.
+    ``y`` must be a scalar unless a ``seed`` cotangent of its shape is given; a number as
+    ``seed`` scales the gradients of a scalar ``y`` (the chain rule is linear in its seed).
     Gradients are ordinary tensors, so ``grad`` of a gradient gives second
     derivatives.
 
@@ -38,12 +39,12 @@ def grad(y: Tensor, wrt, seed: Tensor = None):
     graph = y.graph
     for w in wrt:
         graph.as_tensor(w)
-    if seed is None:
+    if seed is None or isinstance(seed, (int, float)):
         if y.shape != ():
             raise GraphError(f"grad needs a scalar output, but {y.op} node {y.node!r} has shape {y.shape}; "
                              "reduce it (e.g. .sum()) or pass a seed")
         with graph.tagging(grad_of=y.node):
-            seed = graph.const(1.0)
+            seed = graph.const(1.0 if seed is None else float(seed))
     elif seed.shape != y.shape:
         raise GraphError(f"seed shape {seed.shape} differs from {y.op} node {y.node!r} shape {y.shape}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import inspect
+import itertools
 import keyword
 import re
 
@@ -19,7 +20,7 @@ import sympy
 from .autodiff import topological_order
 from .ops import get_op
 from .ops.elementwise import masked_product_ok, node_formula
-from .ops.printer import NumPyEmitter
+from .ops.printer import NumPyEmitter, Target, UfuncChain
 
 _RESERVED = {"np", "F", "results", "params", "feeds", "state", "step", "run", "unpack", "buffer", "_workspace"}
 
@@ -132,21 +133,21 @@ def _fresh(graph, node) -> bool:
 def in_place_updates(graph) -> dict:
     """Param updates ``p - rest`` that can be written into ``p`` itself: node -> (param node, rest expr, symbols).
 
-    An ``expr`` whose only consumer is an ``assign`` into params[p], of the form ``p - rest`` with ``rest``
+    An elementwise node whose only consumer is an ``assign`` into params[p], of the form ``p - rest`` with ``rest``
     free of ``p`` and no other update reading ``p``, becomes ``np.subtract(p, rest, out=p)``: SGD (and
     the last line of every optimizer) without building a new param-sized array and copying it back.
     """
     found = {}
     for node, data in graph.nx.nodes(data=True):
         succ = list(graph.nx.successors(node))
-        if data["op"] != "expr" or len(succ) != 1 or graph.nx.out_degree(node) != 1:
+        if not get_op(data["op"]).elementwise or len(succ) != 1 or graph.nx.out_degree(node) != 1:
             continue
         target = graph.nx.nodes[succ[0]]
         if target["op"] != "assign" or target["attrs"].get("target") != "params":
             continue
         key = target["attrs"]["key"]
         args = graph.args(node)
-        expr, syms = node_formula("expr", len(args), data["attrs"])
+        expr, syms = node_formula(data["op"], len(args), data["attrs"])
         if key not in args or graph.nx.nodes[key]["op"] != "param" or not expr.is_Add:
             continue
         p_sym = syms[args.index(key)]
@@ -244,15 +245,13 @@ class _Emitter:
         shown = f"{target} - {rest.xreplace({s: sympy.Symbol(names[s.name]) for s in syms})}"
         # rest = c * g with g a dead, freshly computed array of the param's shape: scale g itself
         coeff, factor = rest.as_coeff_Mul()
-        value = None
-        if factor.is_Symbol and coeff.is_Number:
+        value = NumPyEmitter(names).doprint(rest)
+        if factor.is_Symbol and coeff.is_Number and coeff != 1:
             g = args[[s.name for s in syms].index(factor.name)]
             if (_fresh(self.graph, g) and self.graph.nx.out_degree(g) == 1
                     and self.graph.nx.nodes[g]["shape"] == data["shape"]):
                 value = f"np.multiply({self.ref(g)}, {NumPyEmitter(names).doprint(coeff)}, out={self.ref(g)})"
-        if value is None:
-            value = NumPyEmitter(names).doprint(rest)
-        self.lines.append(f"    {var} = np.subtract({target}, {value}, out={target})  # {node}: expr = {shown} "
+        self.lines.append(f"    {var} = np.subtract({target}, {value}, out={target})  # {node}: {data['op']} = {shown} "
                           f"(in place) {_fmt_shape(data['shape'])}")
 
     def _into_buffer(self, node, data, args, op):
@@ -280,8 +279,8 @@ class _Emitter:
         return None
 
     def _buffer(self, node, data, args):
-        """Where a float node that no result returns writes its value: the buffer of an argument
-        that dies here (same shape), else its own ``buffer(...)``; None for a fresh array."""
+        """Where a float node that no result returns writes its value: an argument that dies here
+        (same shape), else its own ``buffer(...)``; None for a fresh array."""
         if not data["dtype"].startswith("float") or data["shape"] == ():
             return None
         if node in self.escaping:
@@ -292,30 +291,92 @@ class _Emitter:
                     and nd["dtype"] == data["dtype"]):
                 self.owned.add(node)
                 return a  # dead after this statement: overwrite it in place
+        return self._own_buffer(node, data, args)
+
+    def _own_buffer(self, node, data, args, name=None):
+        """``buffer(...)`` of the node's shape, under the node's variable name or ``name`` (a scratch array)."""
         shape_src = self._shape_source(data["shape"], args, self.graph.args(node))
         if shape_src is None:
             return None
         self.owned.add(node)
-        return f"buffer(state, {self.names(node)!r}, {shape_src})"
+        return f"buffer(state, {name or self.names(node)!r}, {shape_src})"
 
     def _elementwise(self, node, data, args, var):
         expr, syms = node_formula(data["op"], len(args), data["attrs"])
-        names = {s.name: a for s, a in zip(syms, args)}
-        printer = NumPyEmitter(names)
+        printer = NumPyEmitter({s.name: a for s, a in zip(syms, args)})
         temps, (reduced,) = sympy.cse([expr], symbols=sympy.numbered_symbols(f"{var}_t", real=True))
         shown = str(expr.xreplace({s: sympy.Symbol(a) for s, a in zip(syms, args)}))
         shown = shown if len(shown) <= 120 else shown[:117] + "..."
-        for temp, value in temps:
-            self.lines.append(f"    {temp} = {printer.doprint(value)}")
+        comment = f"  # {node}: {data['op']} = {shown} {_fmt_shape(data['shape'])}"
+        out = self._buffer(node, data, args) if set(syms) <= expr.free_symbols else None
+        if out is not None and _large(data["shape"]):
+            lines = self._chain(node, data, args, syms, temps, reduced, printer, var, out)
+        else:
+            value = (out and with_out(reduced, printer, out)) or self._value(expr, syms, reduced, printer, args)
+            lines = [f"{t} = {printer.doprint(v)}" for t, v in temps] + [f"{var} = {value}"]
+        self.lines.append(f"    {lines[0]}{comment}")
+        self.lines.extend(f"    {line}" for line in lines[1:])
+
+    def _value(self, expr, syms, reduced, printer, args):
+        """The node's value as one NumPy expression (a fresh array)."""
         value = printer.doprint(reduced)
-        out = self._buffer(node, data, args)
-        written = with_out(reduced, printer, out) if out and set(syms) <= expr.free_symbols else None
-        if written:
-            value = written
-        elif not set(syms) <= expr.free_symbols:  # e.g. x*0 simplified to 0: keep the shape and dtype
+        if not set(syms) <= expr.free_symbols:  # e.g. x*0 simplified to 0: keep the shape and dtype
             shapes = ", ".join(f"np.shape({a})" for a in args)
             value = f"np.broadcast_to(np.asarray({value}, dtype=F), np.broadcast_shapes({shapes}))"
-        self.lines.append(f"    {var} = {value}  # {node}: {data['op']} = {shown} {_fmt_shape(data['shape'])}")
+        return value
+
+    def _chain(self, node, data, args, syms, temps, reduced, printer, var, out):
+        """Source lines evaluating the node into ``out`` by a `UfuncChain`, the CSE temporaries of the
+        node's size in scratch arrays; ``out`` is replaced by the node's own buffer when it is a dying
+        argument the chain would read after overwriting it."""
+        shapes = {s: self.graph.nx.nodes[a]["shape"] for s, a in zip(syms, self.graph.args(node))}
+        scratch_count = itertools.count(1)
+
+        def full(e):
+            return bool(e.free_symbols) and broadcast_or_none([shapes[s] for s in e.free_symbols]) == data["shape"]
+
+        def scratch(name=None):
+            name = name or self.names(f"{node}/scratch{next(scratch_count)}")
+            return Target(name, self._own_buffer(node, data, args, name))
+
+        lines = []
+        for temp, value in temps:
+            shapes[temp] = broadcast_or_none([shapes[s] for s in value.free_symbols]) if value.free_symbols else ()
+            if full(value) and not value.is_Symbol:
+                chain = UfuncChain(printer, full, scratch, _OUT_UFUNCS)
+                chain.into(value, scratch(str(temp)))
+                lines += [text for text, _ in chain.steps]
+            else:
+                lines.append(f"{temp} = {printer.doprint(value)}")
+        chain = UfuncChain(printer, full, scratch, _OUT_UFUNCS)
+        chain.into(reduced, Target(var, out))
+        if out in args and _reads_after_write(chain.steps, syms[args.index(out)]):
+            chain = UfuncChain(printer, full, scratch, _OUT_UFUNCS)
+            chain.into(reduced, Target(var, self._own_buffer(node, data, args)))
+        return lines + [text for text, _ in chain.steps]
+
+
+def _large(shape) -> bool:
+    """Whether an array is big enough that an allocation per intermediate costs more than a call per step."""
+    return None in shape or int(np.prod(shape)) >= 4096
+
+
+def _reads_after_write(steps, symbol) -> bool:
+    """Whether a chain reads ``symbol`` after the step that first writes its destination."""
+    writes = [i for i, (_, reads) in enumerate(steps) if reads is not None]
+    return any(reads and symbol in reads for _, reads in steps[writes[0] + 1:]) if writes else False
+
+
+def broadcast_or_none(shapes):
+    """The broadcast of shapes whose unknown (batch) dims are None; None where two dims disagree."""
+    rank = max(len(s) for s in shapes)
+    dims = []
+    for column in zip(*[(1,) * (rank - len(s)) + tuple(s) for s in shapes]):
+        sizes = set(column) - {1}
+        if len(sizes) > 1:
+            return None
+        dims.append(sizes.pop() if sizes else 1)
+    return tuple(dims)
 
 
 def generate(graph, dtype: str = "float32", check_finite: bool = False, title: str = "",

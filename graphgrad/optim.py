@@ -31,6 +31,10 @@ class Optimizer:
                 with graph.scope(p.node):
                     graph.apply("assign", [self.update(p, g)], {"target": "params", "key": p.node}, name="update")
 
+    def gradient_scale(self) -> float:
+        """The factor ``build`` receives the gradients scaled by (the seed of the chain rule)."""
+        return 1.0
+
     def prepare(self):
         """Per-step work shared by all params (a step counter)."""
 
@@ -54,13 +58,22 @@ def clip_by_global_norm(grads, max_norm):
 
 
 class SGD(Optimizer):
-    """p ← p − lr·g."""
+    """p ← p − lr·g.
+
+    The chain rule is linear in its seed, so plain SGD seeds the backward pass with lr and
+    receives lr·g directly: no pass scaling each gradient (as hand-written trainers do).
+    """
 
     def __init__(self, lr=0.01, clip_norm=None, weight_decay=0.0):
         super().__init__(lr, clip_norm, weight_decay)
 
+    def gradient_scale(self) -> float:
+        plain = self.clip_norm is None and not self.weight_decay  # both need the unscaled gradient
+        return self.lr if plain else 1.0
+
     def update(self, p, g):
-        return p - self.lr * g
+        folded = self.gradient_scale() == self.lr  # g is lr·g already (also right when lr is 1)
+        return p - g if folded else p - self.lr * g
 
 
 class Momentum(Optimizer):
@@ -115,6 +128,10 @@ class Adam(Optimizer):
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, clip_norm=None, weight_decay=0.0):
         super().__init__(lr, clip_norm, weight_decay)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def gradient_scale(self) -> float:
+        """The factor ``build`` receives the gradients scaled by (the seed of the chain rule)."""
+        return 1.0
 
     def prepare(self):
         name = self.graph.unique_name("adam.t")

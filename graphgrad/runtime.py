@@ -120,7 +120,7 @@ def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single
             if w.node not in work.nx:
                 work.nx.add_node(w.node, **graph.nx.nodes[w.node])
         params = [work.tensor(w.node) for w in wrt]
-        grads = grad(outs[0], params)
+        grads = grad(outs[0], params, seed=optimizer.gradient_scale() if optimizer else None)
         if optimizer is None:
             for p, g in zip(params, grads):
                 work.apply("output", [g], {"key": f"grad:{p.node}"}, name=f"grad_out/{p.node}")

@@ -351,7 +351,9 @@ def _xent_logits_vjp(g, args, out, a):
     # d/dz of −Σ t · log_softmax(z) along the class axis: softmax(z) Σt − t
     logits, targets = args
     probs = logits.graph.apply("softmax", [logits], {"axis": logits.ndim - 1})
-    return (probs * targets.sum(axis=logits.ndim - 1, keepdims=True) - targets) * _xent_scale(g, logits)
+    if targets.op != "one_hot":  # rows of one_hot sum to 1
+        probs = probs * targets.sum(axis=logits.ndim - 1, keepdims=True)
+    return (probs - targets) * _xent_scale(g, logits)
 
 
 def _xent_targets_vjp(g, args, out, a):
