@@ -92,6 +92,7 @@ def common_subexpressions(graph):
 def _evaluate(op, data, values):
     names = [f"a{i}" for i in range(len(values))]
     namespace = {"np": np, "F": np.dtype(data["dtype"]).type if data["dtype"].startswith("float") else np.float64,
+                 "state": {},  # a kernel's work arrays, thrown away after folding
                  **{k.__name__: k for k in op.kernels}, **dict(zip(names, values))}
     if op.elementwise:
         from .ops.printer import emit_expr

@@ -68,14 +68,14 @@ class BatchNorm(Layer):
             raise GraphError(f"BatchNorm {self.name!r} normalizes {c} channels, got input shape {x.shape}")
         axes = (0,) + tuple(range(2, x.ndim))
         along_channels = (1, c) + (1,) * (x.ndim - 2)
-        # one primitive with a closed-form vjp; the stats node is shared with that vjp
+        # primitives with per-channel vjps; the stats node also feeds the running statistics
         stats = x.graph.apply("batch_norm_stats", [x])
-        batch_normalized = x.graph.apply("batch_norm", [x], {"eps": float(self.eps)})
+        batch_normalized = x.graph.apply("batch_norm", [x, stats, self.gamma, self.beta], {"eps": float(self.eps)})
         running_normalized = ((x - self.running_mean.reshape(along_channels))
                               / F.sqrt(self.running_var.reshape(along_channels) + self.eps))
         self._update_running_stats(x, stats[0], stats[1], axes)
-        normalized = train_eval(batch_normalized, running_normalized)
-        return normalized * self.gamma.reshape(along_channels) + self.beta.reshape(along_channels)
+        return train_eval(batch_normalized,
+                          running_normalized * self.gamma.reshape(along_channels) + self.beta.reshape(along_channels))
 
     def _update_running_stats(self, x, mean, var, axes):
         n = x.graph.apply("axis_size", [x], {"axis": axes})  # the batch size is known only at call time

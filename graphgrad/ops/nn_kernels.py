@@ -1,5 +1,5 @@
-"""NumPy helpers for the layer ops that `graphgrad.kernels` does not cover: dropout masks and
-the transpose of max-pooling's gradient routing.
+"""NumPy helpers for the layer ops that `graphgrad.kernels` does not cover: dropout masks,
+the transpose of max-pooling's gradient routing and batch normalization.
 
 This module's source is pasted into generated modules, so it imports numpy only.
 """
@@ -56,11 +56,14 @@ def _channel_sums(x):
     return np.ones(n, dtype=x.dtype) @ rows.reshape(n, c)
 
 
-def _centered(x):
-    """``(x − mean, mean)`` with the per-channel mean over every axis but 1."""
-    c = x.shape[1]
-    mean = _channel_sums(x) / (x.size // c)
-    return x - mean.reshape((1, c) + (1,) * (x.ndim - 2)), mean
+def _work_array(state, shape, dtype):
+    """A scratch array kept in the compiled function's ``state`` between calls: a fresh
+    megabyte-sized temporary costs more in page faults than the pass that fills it."""
+    arrays = state.setdefault("_kernel_scratch", {})
+    key = (tuple(shape), np.dtype(dtype).str)
+    if key not in arrays:
+        arrays[key] = np.empty(shape, dtype)
+    return arrays[key]
 
 
 def _channel_sum_squares(d):
@@ -70,16 +73,18 @@ def _channel_sum_squares(d):
     return np.ones(n, dtype=d.dtype) @ np.einsum("ij,ij->i", rows, rows).reshape(n, c)
 
 
-def batch_norm_stats(x):
-    """Rows (mean, biased variance) per channel (axis 1) of ``x``, over every other axis (two-pass)."""
+def batch_norm_stats(x, state):
+    """Rows (mean, biased variance) per channel (axis 1) of ``x``, over every other axis (two-pass,
+    the centred values in a work array of ``state``)."""
     c = x.shape[1]
-    d, mean = _centered(x)
-    return np.stack([mean, _channel_sum_squares(d) / (x.size // c)])
+    mean = _channel_sums(x) / (x.size // c)
+    centered = np.subtract(x, mean.reshape((1, c) + (1,) * (x.ndim - 2)), out=_work_array(state, x.shape, x.dtype))
+    return np.stack([mean, _channel_sum_squares(centered) / (x.size // c)])
 
 
-def batch_norm_normalize(x, eps):
-    """(x − mean) / √(var + eps) with the per-channel batch mean and biased variance."""
-    c = x.shape[1]
-    d, _ = _centered(x)
-    inv_std = 1.0 / np.sqrt(_channel_sum_squares(d) / (x.size // c) + eps)
-    return np.multiply(d, inv_std.reshape((1, c) + (1,) * (x.ndim - 2)), out=d)
+def batch_norm_affine(x, stats, gamma, beta, eps):
+    """γ (x − mean) / √(var + eps) + β per channel, as x · scale + shift (one multiply, one add)."""
+    row = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    scale = gamma / np.sqrt(stats[1] + eps)
+    y = np.multiply(x, scale.reshape(row))
+    return np.add(y, (beta - stats[0] * scale).reshape(row), out=y)

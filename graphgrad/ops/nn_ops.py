@@ -1,10 +1,11 @@
 """Ops for regularization layers: the dropout mask, the element count of a batch, and batch
 normalization.
 
-Batch normalization is a primitive (``batch_norm``: x̂ from batch statistics) with a closed-form
-vjp, dx = inv_std · (g − mean(g) − x̂ · mean(g · x̂)), written with graph ops: differentiating
-through mean, centring, variance and the division op by op took about fifteen full passes.
-``batch_norm_stats`` gives the (mean, variance) rows the running statistics and the vjp read.
+Batch normalization is two primitives: ``batch_norm_stats`` (per-channel mean and variance, which
+the running statistics also read) and ``batch_norm`` (γ (x − mean) / √(var + eps) + β given those
+statistics, one scale-and-shift pass).  Their vjps are written per channel where they can be: the
+full-size work of the x gradient is g·k + x·a + c, four passes, where differentiating through
+mean, centring, variance, division and the affine op by op took about fifteen.
 """
 from __future__ import annotations
 
@@ -56,38 +57,69 @@ def _batch_norm_stats_shape(shapes, attrs):
 
 
 def _batch_norm_shape(shapes, attrs):
-    _batch_norm_stats_shape(shapes, attrs)
-    return shapes[0]
+    x, stats, gamma, beta = shapes
+    c = _batch_norm_stats_shape([x], attrs)[1]
+    if tuple(stats) != (2, c) or tuple(gamma) != (c,) or tuple(beta) != (c,):
+        raise ValueError(f"batch norm of {x} needs stats (2, {c}) and gamma, beta ({c},), "
+                         f"got {stats}, {gamma}, {beta}")
+    return x
 
 
 def _batch_norm_stats_vjp(g, args, out, attrs):
-    # mean = Σx / m, var = Σ(x − mean)² / m: d/dx = (g_mean + 2 (x − mean) g_var) / m
+    # mean = Σx / m, var = Σ(x − mean)² / m: dx = (g_mean + 2 (x − mean) g_var) / m, written as
+    # x·a + c with per-channel a, c so that the full-size work is one product and one sum
     (x,) = args
     axes, row = _channels(x)
     m = x.graph.apply("axis_size", [x], {"axis": axes})
-    g_mean, g_var, mean = g[0].reshape(row), g[1].reshape(row), out[0].reshape(row)
-    return (g_mean + 2.0 * (x - mean) * g_var) / m
+    g_mean, g_var, mean = g[0], g[1], out[0]
+    a = (2.0 * g_var / m).reshape(row)
+    c = ((g_mean - 2.0 * mean * g_var) / m).reshape(row)
+    return x * a + c
 
 
-def _batch_norm_vjp(g, args, out, attrs):
-    # closed form with x̂ = out: dx = inv_std · (g − mean(g) − x̂ · mean(g · x̂)) over the reduced axes
-    (x,) = args
-    axes, row = _channels(x)
-    stats = x.graph.apply("batch_norm_stats", [x])  # merged with the layer's own node
-    inv_std = 1.0 / x.graph.apply("sqrt", [stats[1] + float(attrs["eps"])]).reshape(row)
-    return inv_std * (g - g.mean(axis=axes, keepdims=True) - out * (g * out).mean(axis=axes, keepdims=True))
+def _bn_terms(x, stats, gamma, g, eps):
+    """Per channel: inv_std, k = γ·inv_std, Σg and Σg·x (merged by CSE across the vjps)."""
+    axes, _ = _channels(x)
+    inv_std = 1.0 / x.graph.apply("sqrt", [stats[1] + float(eps)])
+    return inv_std, gamma * inv_std, g.sum(axis=axes), (g * x).sum(axis=axes)
+
+
+def _bn_x_vjp(g, args, out, attrs):
+    x, stats, gamma, _ = args
+    _, k, _, _ = _bn_terms(x, stats, gamma, g, attrs["eps"])
+    return g * k.reshape(_channels(x)[1])
+
+
+def _bn_stats_vjp(g, args, out, attrs):
+    # y = γ (x − mean) s + β with s = (var + eps)^−½: ∂/∂mean = −Σ g k, ∂/∂var = −½ k s² Σ g (x − mean)
+    x, stats, gamma, _ = args
+    inv_std, k, g_sum, gx_sum = _bn_terms(x, stats, gamma, g, attrs["eps"])
+    centered_sum = gx_sum - stats[0] * g_sum
+    return x.graph.apply("stack", [-k * g_sum, -0.5 * k * inv_std * inv_std * centered_sum], {"axis": 0})
+
+
+def _bn_gamma_vjp(g, args, out, attrs):
+    x, stats, gamma, _ = args
+    inv_std, _, g_sum, gx_sum = _bn_terms(x, stats, gamma, g, attrs["eps"])
+    return inv_std * (gx_sum - stats[0] * g_sum)
+
+
+def _bn_beta_vjp(g, args, out, attrs):
+    return g.sum(axis=_channels(args[0])[0])
 
 
 register(Op(
     name="batch_norm_stats", arity=1, shape=_batch_norm_stats_shape, dtype=same_dtype_as_first,
-    kernels=(nn_kernels.batch_norm_stats,), emit=lambda args, a: f"batch_norm_stats({args[0]})",
+    kernels=(nn_kernels.batch_norm_stats,), emit=lambda args, a: f"batch_norm_stats({args[0]}, state)",
     vjps=(_batch_norm_stats_vjp,), test_shapes=((4, 3, 2, 2),),
     doc="rows (mean, biased variance) per channel (axis 1), over every other axis",
 ))
 register(Op(
-    name="batch_norm", arity=1, shape=_batch_norm_shape, dtype=same_dtype_as_first,
-    kernels=(nn_kernels.batch_norm_normalize,),
-    emit=lambda args, a: f"batch_norm_normalize({args[0]}, {float(a['eps'])!r})",
-    vjps=(_batch_norm_vjp,), test_shapes=((4, 3, 2, 2),), test_attrs={"eps": 1e-5},
-    doc="(x − mean) / √(var + eps) per channel (axis 1) with batch statistics; closed-form vjp",
+    name="batch_norm", arity=4, shape=_batch_norm_shape, dtype=same_dtype_as_first,
+    kernels=(nn_kernels.batch_norm_affine,),
+    emit=lambda args, a: f"batch_norm_affine({', '.join(args)}, {float(a['eps'])!r})",
+    vjps=(_bn_x_vjp, _bn_stats_vjp, _bn_gamma_vjp, _bn_beta_vjp), fresh=True,
+    domain=("real", "positive", "real", "real"), test_attrs={"eps": 1e-5},
+    test_shapes=((4, 3, 2, 2), (2, 3), (3,), (3,)),
+    doc="γ (x − mean) / √(var + eps) + β per channel (axis 1), (mean, var) = stats: one scale and shift pass",
 ))
