@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 
 import sympy
+from sympy.printing.precedence import PRECEDENCE
 from sympy.codegen.cfunctions import expm1, log1p
 
 from .registry import Op, register
@@ -29,8 +30,9 @@ def expr_symbols(n):
 
 # -- activations as SymPy functions -------------------------------------------
 def masked_product_ok(a) -> bool:
-    """Whether ``select(c, a, 0)`` may be printed as ``a * (c > 0)``: ``a`` is a product of symbols and numbers."""
-    return a.is_Symbol or a.is_Number or (a.is_Mul and all(t.is_Symbol or t.is_Number for t in a.args))
+    """Whether ``select(c, a, 0)`` may be printed as ``a * (c > 0)``: ``a`` is built from symbols and
+    numbers by sums and products only (no division, log or power that could hold an inf)."""
+    return a.is_Symbol or a.is_Number or ((a.is_Mul or a.is_Add) and all(masked_product_ok(t) for t in a.args))
 
 
 class select(sympy.Function):
@@ -45,10 +47,11 @@ class select(sympy.Function):
     def _numpycode(self, p):
         c, a, b = self.args
         if b == 0 and masked_product_ok(a):
-            # a branch-free mask product (np.where mispredicts on random signs, ~7x slower); only for a
-            # product of arguments and constants, so no 0 * inf from a computed untaken branch (a division,
-            # a log) can leak a NaN
-            return f"{p.scalar(a)} * ({p._print(c)} > 0)"
+            # a branch-free mask product (np.where mispredicts on random signs, ~7x slower); only for sums
+            # and products of arguments and constants, so no 0 * inf from a computed untaken branch (a
+            # division, a log) can leak a NaN
+            value = p.scalar(a) if a.is_Number else p.parenthesize(a, PRECEDENCE["Mul"])
+            return f"{value} * ({p._print(c)} > 0)"
         return f"np.where({p._print(c)} > 0, {p.scalar(a)}, {p.scalar(b)})"
 
     def _latex(self, p):
