@@ -197,6 +197,51 @@ log_sigmoid_rewrite.identity = (sympy.log(sigmoid(X)), -softplus(-X))
 log1p_rewrite.identity = (sympy.log(1 + X), sympy.codegen.cfunctions.log1p(X))
 
 
+# -- pooling before pointwise work ----------------------------------------------------
+def _pool_before_relu_match(graph, pool):
+    """(relu node, add node or None, pooled input, bias or None) when ``pool`` reads a relu only it reads."""
+    d = graph.nx.nodes[pool]
+    if d["op"] != "maxpool2d" or np.any(d["attrs"].get("padding", 0)):  # padded windows: keep as written
+        return None
+    (relu,) = graph.args(pool)
+    if graph.nx.nodes[relu]["op"] != "relu" or graph.nx.out_degree(relu) != 1:
+        return None
+    (inner,) = graph.args(relu)
+    if graph.nx.nodes[inner]["op"] == "add" and graph.nx.out_degree(inner) == 1:
+        args = graph.args(inner)
+        full = graph.nx.nodes[inner]["shape"]
+        for x, b in (args, args[::-1]):
+            shape = graph.nx.nodes[b]["shape"]
+            if graph.nx.nodes[x]["shape"] == full and len(shape) <= len(full) and all(s == 1 for s in shape[-2:]):
+                return relu, inner, x, b  # a constant over each pooling window: max(x + b) = max(x) + b
+    return relu, None, inner, None
+
+
+def pool_before_relu(graph):
+    """maxpool(relu(x + b)) -> relu(maxpool(x) + b), b constant over each window (a per-channel bias).
+
+    Max commutes with a nondecreasing function and with adding a constant to a whole window,
+    so the bias, the ReLU and their gradients run on 1/(kh·kw) of the elements; the gradient
+    still reaches each window's arg-max of x (where relu' = 0 the routing does not matter).
+    """
+    matches = [(n, m) for n in list(graph.nx.nodes) if (m := _pool_before_relu_match(graph, n))]
+    if not matches:
+        return graph
+    graph = graph.copy()
+    G = graph.nx
+    for pool, (relu, add, x, bias) in matches:
+        pooled_shape = G.nodes[pool]["shape"]
+        _rewire(G, pool, relu)
+        _set_args(G, pool, [x])
+        if add is None:
+            _set_args(G, relu, [pool])
+        else:
+            _set_args(G, add, [pool, bias])
+            G.nodes[add]["shape"] = pooled_shape
+        G.nodes[relu]["shape"] = pooled_shape
+    return graph
+
+
 # -- elementwise fusion -------------------------------------------------------------
 def guard_selects(expr):
     """select(c, a, 0)·r -> select(c, a·r, 0): the 0·inf of the branch not taken cannot leak a NaN."""
@@ -279,7 +324,8 @@ def fuse_elementwise(graph):
 
 
 STABILITY_PASSES = (log_softmax_rewrite, log_sigmoid_rewrite, log1p_rewrite)
-PASSES = (dead_code, *STABILITY_PASSES, constant_fold, common_subexpressions, fuse_elementwise)  # fusion last
+REWRITES = (*STABILITY_PASSES, pool_before_relu)  # also run before differentiation: the backward gains
+PASSES = (dead_code, *REWRITES, constant_fold, common_subexpressions, fuse_elementwise)  # fusion last
 
 
 def optimise(graph, training: bool = True, passes=PASSES, max_rounds: int = 10):

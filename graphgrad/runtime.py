@@ -19,7 +19,7 @@ from .autodiff import grad
 from .codegen import generate
 from .errors import GraphError
 from .ir import Tensor, canonical
-from .passes import PASSES, STABILITY_PASSES, dead_code, fuse_elementwise, optimise
+from .passes import PASSES, REWRITES, dead_code, fuse_elementwise, optimise
 
 _MODULES: dict = {}  # cache key -> loaded module, for this process
 
@@ -113,7 +113,7 @@ def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single
         work.apply("output", [o], {"key": f"out:{i}"}, name=f"out_{i}")
     _keep_feasible_updates(work, outs, training)
     # stable forms first, so that the chain rule differentiates log_softmax, not log(softmax)
-    work = optimise(work, training, passes=(dead_code, *STABILITY_PASSES))
+    work = optimise(work, training, passes=(dead_code, *REWRITES))
     outs = [work.tensor(o.node) for o in outs]
     if wrt:
         for w in wrt:  # a param the outputs do not use was dropped as dead code: its gradient is zero

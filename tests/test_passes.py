@@ -21,12 +21,12 @@ def ops_of(g):
     return sorted(d["op"] for _, d in g.nx.nodes(data=True))
 
 
-def evaluate(g, feeds):
+def evaluate(g, feeds, params=None):
     from graphgrad.codegen import generate
 
     namespace = {}
     exec(generate(g, dtype="float64"), namespace)  # noqa: S102
-    return namespace["step"]({}, feeds, {})["out:0"]
+    return namespace["step"](params or {}, feeds, {})["out:0"]
 
 
 def test_dead_code_drops_what_no_output_needs():
@@ -152,3 +152,39 @@ def test_random_dags_pass_check_grad(program, seed):
     loss = (nodes[-1] * nodes[-1]).mean() + nodes[-2].sum() * 0.1
     rng = np.random.default_rng(seed)
     gg.check_grad(loss, {"w": rng.normal(size=(4, 4)) * 0.5}, {"x": rng.normal(size=(3, 4))}, wrt=[w, x])
+
+
+def _conv_relu_pool(padding=0):
+    g = gg.Graph()
+    x = g.input("x", (2, 1, 6, 6))
+    h = gg.nn.Conv2D(3, 3, padding=1, activation="relu", name="conv")(x)
+    return g, x, gg.nn.MaxPool2D(2, padding=padding)(h)
+
+
+def test_pool_before_relu_moves_bias_and_relu_after_the_pool():
+    g, x, pooled = _conv_relu_pool()
+    before = rooted(pooled)
+    after = passes.pool_before_relu(before)
+    pool = next(n for n, d in after.nx.nodes(data=True) if d["op"] == "maxpool2d")
+    assert after.nx.nodes[after.args(pool)[0]]["op"] == "conv2d"  # the pool reads the convolution itself
+    relu = next(n for n, d in after.nx.nodes(data=True) if d["op"] == "relu")
+    assert after.nx.nodes[relu]["shape"] == (2, 3, 3, 3)
+    rng = np.random.default_rng(0)
+    params = {"conv.W": rng.normal(size=(3, 1, 3, 3)), "conv.b": rng.normal(size=3)}
+    feeds = {"x": rng.normal(size=(2, 1, 6, 6))}
+    np.testing.assert_allclose(evaluate(after, feeds, params), evaluate(before, feeds, params), rtol=1e-12)
+
+
+def test_pool_before_relu_gradients_match_finite_differences():
+    g, x, pooled = _conv_relu_pool()
+    loss = (pooled * g.const(np.random.default_rng(1).normal(size=(2, 3, 3, 3)))).sum()
+    feeds = {"x": np.random.default_rng(2).normal(size=(2, 1, 6, 6))}
+    params = {k: v.astype(np.float64) for k, v in g.init_params(seed=3).items()}
+    params["conv.b"] = np.random.default_rng(4).normal(size=3)
+    gg.check_grad(loss, params, feeds)
+
+
+def test_pool_before_relu_leaves_padded_pools_alone():
+    _, _, pooled = _conv_relu_pool(padding=1)
+    graph = rooted(pooled)
+    assert passes.pool_before_relu(graph) is graph
