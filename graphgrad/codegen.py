@@ -185,6 +185,8 @@ class _Emitter:
         self.check_finite = check_finite
         self.updates = in_place_updates(graph) if not check_finite else {}
         self.owned = set()  # nodes whose value lives in a workspace buffer this step may overwrite
+        self.buffers: dict[str, tuple] = {}  # buffer name -> (node, scratch?): what `share_buffers` plans
+        self.carried: dict[str, str] = {}  # node -> the argument whose buffer it overwrites
         self.escaping = _escaping(graph)
         self.names = _Names(_RESERVED | _helper_names(graph) | {"check_finite"})
         self.text: dict[str, str] = {}  # node -> how generated code refers to it
@@ -237,6 +239,14 @@ class _Emitter:
         if self.check_finite:
             self.lines.append(f"    check_finite({var}, {node!r}, {op.name!r})")
 
+    def release(self, dead):
+        """``del`` the large arrays read for the last time that no workspace buffer holds: a kernel's
+        fresh output is freed now instead of when the step returns."""
+        names = [self.ref(n) for n in dead if n not in self.owned and _large(self.graph.nx.nodes[n]["shape"])
+                 and not get_op(self.graph.nx.nodes[n]["op"]).source and self.ref(n).isidentifier()]
+        if names:
+            self.lines.append(f"    del {', '.join(names)}  # last read: free before the next kernel")
+
     def _update_in_place(self, node, data, var):
         key, rest, syms = self.updates[node]
         args = self.graph.args(node)
@@ -264,6 +274,7 @@ class _Emitter:
         if shape_src is None:
             return None
         self.owned.add(node)
+        self.buffers[self.names(node)] = (node, False)
         return op.emit_into(args, data["attrs"], f"buffer(state, {self.names(node)!r}, {shape_src})")
 
     def _shape_source(self, shape, args, arg_nodes):
@@ -290,6 +301,7 @@ class _Emitter:
             if (n in self.owned and self.graph.nx.out_degree(n) == 1 and nd["shape"] == data["shape"]
                     and nd["dtype"] == data["dtype"]):
                 self.owned.add(node)
+                self.carried[node] = n
                 return a  # dead after this statement: overwrite it in place
         return self._own_buffer(node, data, args)
 
@@ -299,6 +311,7 @@ class _Emitter:
         if shape_src is None:
             return None
         self.owned.add(node)
+        self.buffers[name or self.names(node)] = (node, name is not None)
         return f"buffer(state, {name or self.names(node)!r}, {shape_src})"
 
     def _elementwise(self, node, data, args, var):
@@ -379,6 +392,45 @@ def broadcast_or_none(shapes):
     return tuple(dims)
 
 
+def _may_view(graph, node) -> bool:
+    """Whether a node's array may be a view of an argument's (reshapes, transposes, kernels)."""
+    op = get_op(graph.nx.nodes[node]["op"])
+    return not (op.elementwise or op.fresh or op.effect)
+
+
+def share_buffers(graph, order, emitter) -> dict:
+    """Buffer name -> workspace slot, so that the step's memory is its widest live set, not the
+    sum of its intermediates.
+
+    A buffer is live from the node that first writes it to the last read of every value kept in
+    it: the nodes that overwrite it in place, and any view of those.  Buffers of one shape whose
+    live ranges do not overlap share a slot (interval colouring, greedily in program order).
+    """
+    pos = {n: i for i, n in enumerate(order)}
+    last = {}
+    for n in reversed(order):
+        succ = [v for v in graph.nx.successors(n) if v in pos]
+        last[n] = max([pos[n]] + [pos[v] for v in succ] + [last[v] for v in succ if _may_view(graph, v)])
+    carried_by = {}
+    for node, arg in emitter.carried.items():
+        carried_by.setdefault(arg, []).append(node)
+
+    def end(node):
+        return max([last[node]] + [end(n) for n in carried_by.get(node, [])])
+
+    ranges = sorted((pos[node], pos[node] if scratch else end(node), name, graph.nx.nodes[node]["shape"])
+                    for name, (node, scratch) in emitter.buffers.items())
+    slots, busy, free = {}, [], {}  # name -> slot; (end, slot, shape) in use; shape -> free slots
+    for start, stop, name, shape in ranges:
+        for item in [b for b in busy if b[0] < start]:
+            busy.remove(item)
+            free.setdefault(item[2], []).append(item[1])
+        slot = free[shape].pop() if free.get(shape) else f"buf{len(set(slots.values()))}"
+        slots[name] = slot
+        busy.append((stop, slot, shape))
+    return slots
+
+
 def generate(graph, dtype: str = "float32", check_finite: bool = False, title: str = "",
              single: bool = True, mode: str = "value") -> str:
     """Python source of a module with ``step(params, feeds, state) -> results``.
@@ -391,12 +443,17 @@ def generate(graph, dtype: str = "float32", check_finite: bool = False, title: s
     # in-place param updates run after every other read of the params, then the assigns
     effects_last = [n for n in order if n in emitter.updates] + [n for n in order if graph.nx.nodes[n]["op"] == "assign"]
     order = [n for n in order if graph.nx.nodes[n]["op"] != "assign" and n not in emitter.updates] + effects_last
-    for node in order:
+    last_read = {a: i for i, n in enumerate(order) for a in graph.args(n)}
+    for i, node in enumerate(order):
         data = graph.nx.nodes[node]
         if get_op(data["op"]).source:
             emitter.source_line(node, data)
         else:
             emitter.op_lines(node, data)
+            emitter.release([a for a in dict.fromkeys(graph.args(node)) if last_read[a] == i])
+    slots = share_buffers(graph, order, emitter)
+    emitter.lines = [re.sub(r"buffer\(state, '([^']+)', ", lambda m: f"buffer(state, {slots[m.group(1)]!r}, ", line)
+                     for line in emitter.lines]
     return _module(graph, dtype, emitter, title, check_finite, single, mode)
 
 
@@ -431,8 +488,8 @@ MODE = {mode!r}  # "value": outputs; "grads": (outputs, grads); "step": outputs 
 {chr(10).join(emitter.consts)}
 
 def buffer(state, name, shape):
-    """The reusable output array of node ``name`` in this function's own workspace (kept in its
-    state, so two compiled functions never share one), allocated again when the batch size changes."""
+    """Workspace slot ``name``: an array reused by every call (and by values whose lifetimes do not
+    overlap), kept in this function's own state, allocated again when the batch size changes."""
     workspace = state.setdefault("_workspace", {{}})
     array = workspace.get(name)
     if array is None or array.shape != shape:

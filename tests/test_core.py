@@ -229,3 +229,21 @@ def test_multiple_outputs_come_back_in_order():
     g, x, y, h, logits, loss = mlp_graph(8, 4)
     out = gg.compile([logits, loss, h], training=False)(g.init_params(), x=batch(3, 8)[0], y=np.zeros(3, int))
     assert [np.shape(o) for o in out] == [(3, 10), (), (3, 4)]
+
+
+def test_buffers_whose_lifetimes_do_not_overlap_share_a_workspace_slot():
+    g = gg.Graph("deep")
+    x = g.input("x", (None, 32))
+    h = x
+    for k in range(6):  # forward activations stay alive for the backward; backward temporaries do not
+        h = gg.nn.Dense(32, activation="tanh", name=f"fc{k}")(h)
+    loss = (h * h).mean()
+    f = gg.compile(loss, optimizer=gg.optim.SGD(0.1))
+    names = re.findall(r"buffer\(state, '(\w+)'", f.source)
+    assert len(set(names)) < len(names)
+    params = g.init_params(seed=0)
+    expected = gg.compile(loss, wrt=g.params)(params, x=np.ones((4, 32), np.float32))[1]
+    before = {k: v.copy() for k, v in params.items()}
+    f(params, x=np.ones((4, 32), np.float32))
+    for k in expected:  # one SGD step moved every param by exactly lr * grad
+        np.testing.assert_allclose(before[k] - params[k], 0.1 * expected[k], rtol=1e-4, atol=1e-7)
