@@ -242,6 +242,31 @@ def pool_before_relu(graph):
     return graph
 
 
+# -- reductions of products ----------------------------------------------------------
+def inner_products(graph):
+    """sum(a * b) or mean(a * b) over every element, a and b of one shape -> inner(a, b).
+
+    One BLAS dot reads a and b once and writes nothing, where the product array and its
+    reduction took two passes and a temporary (a mean-square loss, ‖w‖² of L2 decay).
+    """
+    matches = []
+    for node, d in graph.nx.nodes(data=True):
+        if d["op"] not in ("sum", "mean") or d["shape"] != ():
+            continue
+        (prod,) = graph.args(node)
+        p = graph.nx.nodes[prod]
+        if (p["op"] == "mul" and graph.nx.out_degree(prod) == 1 and p["dtype"].startswith("float")
+                and all(graph.nx.nodes[a]["shape"] == p["shape"] for a in graph.args(prod))):
+            matches.append((node, prod))
+    if not matches:
+        return graph
+    graph = graph.copy()
+    for node, prod in matches:
+        graph.nx.nodes[node].update(op="inner", attrs={"mean": graph.nx.nodes[node]["op"] == "mean"})
+        _set_args(graph.nx, node, graph.args(prod))
+    return dead_code(graph)
+
+
 # -- elementwise fusion -------------------------------------------------------------
 def guard_selects(expr):
     """select(c, a, 0)·r -> select(c, a·r, 0): the 0·inf of the branch not taken cannot leak a NaN."""
@@ -324,7 +349,7 @@ def fuse_elementwise(graph):
 
 
 STABILITY_PASSES = (log_softmax_rewrite, log_sigmoid_rewrite, log1p_rewrite)
-REWRITES = (*STABILITY_PASSES, pool_before_relu)  # also run before differentiation: the backward gains
+REWRITES = (*STABILITY_PASSES, pool_before_relu, inner_products)  # also run before differentiation: the backward gains
 PASSES = (dead_code, *REWRITES, constant_fold, common_subexpressions, fuse_elementwise)  # fusion last
 
 

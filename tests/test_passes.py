@@ -188,3 +188,22 @@ def test_pool_before_relu_leaves_padded_pools_alone():
     _, _, pooled = _conv_relu_pool(padding=1)
     graph = rooted(pooled)
     assert passes.pool_before_relu(graph) is graph
+
+
+def test_inner_products_replace_the_mean_of_a_product():
+    g = gg.Graph()
+    a, b = g.input("a", (None, 3)), g.input("b", (None, 3))
+    graph = passes.inner_products(rooted((a * b).mean()))
+    assert "inner" in ops_of(graph) and "mul" not in ops_of(graph)
+    feeds = {"a": np.arange(6.0).reshape(2, 3), "b": np.ones((2, 3)) * 2}
+    assert evaluate(graph, feeds) == pytest.approx(np.mean(feeds["a"] * feeds["b"]))
+    (da,) = gg.grad((a * b).mean(), [a])
+    _, grads = gg.compile((a * b).mean(), wrt=[a])({}, **feeds)
+    np.testing.assert_allclose(grads["a"], feeds["b"] / 6)
+
+
+def test_inner_products_leave_broadcasting_products_alone():
+    g = gg.Graph()
+    a, b = g.input("a", (2, 3)), g.input("b", (3,))
+    graph = rooted((a * b).sum())
+    assert passes.inner_products(graph) is graph

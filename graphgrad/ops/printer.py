@@ -113,7 +113,7 @@ class UfuncChain:
         if e.is_Pow and e.exp in self._UNARY and self.full(e.base):
             return self._call(self._UNARY[e.exp], self._operand(e.base, dest), dest)
         if (e.is_Function and type(e).__name__ == "select" and e.args[2] == 0 and self.full(e.args[1])
-                and masked_product_ok(e.args[1])):  # a computed branch could hold inf: 0 * inf is NaN
+                and self._maskable(e.args[1])):
             c, a, _ = e.args
             text, reads = self._operand(a, dest)
             return self._call("np.multiply", (f"{text}, {self.p.doprint(c)} > 0", reads | c.free_symbols), dest)
@@ -124,6 +124,15 @@ class UfuncChain:
                 return self._call(call[:call.index("(")], (call[call.index("(") + 1:-1], reads), dest)
             return self._put(call, dest, reads)
         return self._whole(e, dest)
+
+    def _maskable(self, a) -> bool:
+        """Whether select(c, a, 0) may be a ⊙ (c > 0): no full-size division, log or power in ``a``
+        that could put an inf (0 · inf = NaN) where the select takes 0.  Dividing by a smaller
+        value (a batch size, a per-channel scale) is allowed: where it is 0, every element of
+        that slice is non-finite either way."""
+        if masked_product_ok(a) or not self.full(a) or a.is_Symbol:
+            return masked_product_ok(a) or not self.full(a)
+        return (a.is_Mul or a.is_Add) and all(self._maskable(t) for t in a.args)
 
     def _fold(self, e, dest, operands, ops):
         """``e`` as a left fold: a compound full operand first, the full symbols, then the small rest as one."""

@@ -191,6 +191,29 @@ register(Op(
     vjps=(lambda g, args, out, a: g.graph.apply("mean_grad", [_kept(g, args[0], a), args[0]]),),
     doc="mean over axes", test_attrs={"axis": (0,)},
 ))
+def _inner_shape(shapes, attrs):
+    if tuple(shapes[0]) != tuple(shapes[1]):
+        raise ValueError(f"inner product of shapes {shapes[0]} and {shapes[1]}: they must be equal")
+    return ()
+
+
+def _inner_vjp(index):
+    def vjp(g, args, out, attrs):
+        other = args[1 - index]
+        if attrs["mean"]:
+            g = g / g.graph.apply("axis_size", [other], {"axis": tuple(range(other.ndim))})
+        return g * other
+    return vjp
+
+
+register(Op(
+    name="inner", arity=2, shape=_inner_shape, dtype=same_dtype_as_first, vjps=_inner_vjp,
+    emit=lambda args, a: f"np.vdot({args[0]}, {args[1]})" + (f" / {args[0]}.size" if a["mean"] else ""),
+    test_attrs={"mean": True},
+    doc="Σ a·b over all elements (÷ their count when mean): one BLAS dot, no product array",
+))
+
+
 def _mean_grad_vjp(g, args, out, attrs):
     small, like = args
     axes = [i for i, d in enumerate(small.shape) if d == 1 and like.shape[i] != 1]
