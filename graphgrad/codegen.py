@@ -242,7 +242,8 @@ class _Emitter:
     def release(self, dead):
         """``del`` the large arrays read for the last time that no workspace buffer holds: a kernel's
         fresh output is freed now instead of when the step returns."""
-        names = [self.ref(n) for n in dead if n not in self.owned and _large(self.graph.nx.nodes[n]["shape"])
+        names = [self.ref(n) for n in dead if n not in self.owned | self.escaping and n not in self.updates
+                 and _large(self.graph.nx.nodes[n]["shape"])
                  and not get_op(self.graph.nx.nodes[n]["op"]).source and self.ref(n).isidentifier()]
         if names:
             self.lines.append(f"    del {', '.join(names)}  # last read: free before the next kernel")

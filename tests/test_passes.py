@@ -131,12 +131,13 @@ UNARY = [gg.tanh, gg.sigmoid, gg.exp, lambda t: t * t, gg.softplus, gg.silu]
 BINARY = [lambda a, b: a + b, lambda a, b: a * b, lambda a, b: a - b]
 
 
+@pytest.mark.parametrize("rows", [3, None], ids=["static", "batch"])  # a batch dim: ufunc chains into buffers
 @settings(max_examples=12, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 100), st.integers(0, 100)), min_size=2, max_size=7),
        st.integers(0, 2 ** 16))
-def test_random_dags_pass_check_grad(program, seed):
+def test_random_dags_pass_check_grad(rows, program, seed):
     g = gg.Graph("random")
-    x = g.input("x", (3, 4))
+    x = g.input("x", (rows, 4))
     w = g.param("w", (4, 4))
     nodes = [x, x @ w]
     for kind, i, j in program:

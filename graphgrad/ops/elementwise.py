@@ -40,6 +40,13 @@ class select(sympy.Function):
 
     nargs = 3
 
+    @classmethod
+    def eval(cls, c, a, b):
+        # a Float 0.0 branch becomes the Integer 0, so that every "select(c, a, 0)" test sees it
+        if any(t.is_zero and t is not sympy.S.Zero for t in (a, b)):
+            return cls(c, sympy.S.Zero if a.is_zero else a, sympy.S.Zero if b.is_zero else b)
+        return None
+
     def fdiff(self, argindex=1):
         c = self.args[0]
         return {1: sympy.S.Zero, 2: select(c, 1, 0), 3: select(c, 0, 1)}[argindex]
@@ -73,6 +80,9 @@ class sigmoid(sympy.Function):
     def _numpycode(self, p):
         # one tanh, no exp that can overflow for large |x|
         return f"(0.5 * np.tanh(0.5 * {p.parenthesize(self.args[0], 50)}) + 0.5)"
+
+    def _eval_rewrite_as_tanh(self, x, **kwargs):
+        return sympy.tanh(x / 2) / 2 + sympy.S.Half
 
     def _latex(self, p):
         return rf"\sigma\left({p._print(self.args[0])}\right)"

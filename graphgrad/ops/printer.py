@@ -117,6 +117,8 @@ class UfuncChain:
             c, a, _ = e.args
             text, reads = self._operand(a, dest)
             return self._call("np.multiply", (f"{text}, {self.p.doprint(c)} > 0", reads | c.free_symbols), dest)
+        if e.is_Function and hasattr(e, "_eval_rewrite_as_tanh") and self.full(e):  # σ(x) = ½ tanh(x/2) + ½
+            return self.into(e._eval_rewrite_as_tanh(*e.args), dest)
         if e.is_Function and len(e.args) == 1 and self.full(e.args[0]):
             text, reads = self._operand(e.args[0], dest)
             call = self.p.doprint(e.func(sympy.Symbol(text)))
@@ -142,6 +144,9 @@ class UfuncChain:
                 if (s, t) not in big and (s, t) not in atoms]
         ordered = big + atoms + ([(1, e.func(*rest))] if rest else [])
         positive = [o for o in ordered if o[0] > 0]
+        if not positive and e.is_Add:  # −a − b·c: the sum, then one negation
+            self.into(-e, dest)
+            return self._call("np.negative", (dest.name, set()), dest)
         if not positive or (not big and len(ordered) < 2):
             return self._whole(e, dest)
         if big:
