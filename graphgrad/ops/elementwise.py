@@ -98,6 +98,9 @@ class relu(sympy.Function):
 
     nargs = 1
 
+    # relu(x) > 0 exactly where x > 0: the derivative may test the output, so the input dies at the forward
+    output_has_sign_of_input = True
+
     def fdiff(self, argindex=1):
         return select(self.args[0], 1, 0)
 
@@ -217,6 +220,9 @@ def _local_derivative(name, n, akey, index):
     d = sympy.diff(expr, syms[index])
     if not expr.is_Symbol and d.has(expr):
         d = d.subs(expr, Y)  # reuse the forward value
+    if getattr(expr, "output_has_sign_of_input", False):
+        x = expr.args[0]
+        d = d.replace(lambda e: isinstance(e, select) and e.args[0] == x, lambda e: select(Y, *e.args[1:]))
     return d
 
 
