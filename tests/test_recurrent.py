@@ -184,3 +184,74 @@ def test_bptt_rendering_has_a_cluster_per_step_and_one_node_per_weight():
         for weight in ("lstm.W_ih", "lstm.W_hh", "lstm.b_ih", "lstm.b_hh"):
             assert source.count(f'"{weight}" [') == 1, weight
         assert "f_t" in source  # the cell path's local derivative
+
+
+def state_loss(cell, lowering, initial_state, truncate, sequences):
+    """A float64 graph whose loss reads only the hidden states: the last one (a classifier) or all of them."""
+    g = gg.Graph(f"{cell}_{lowering}_states")
+    x = g.input("x", (None, T, I), dtype="float64")
+    states = None
+    if initial_state:
+        states = tuple(g.input(f"{s}0", (None, H), dtype="float64") for s in R.CELLS[cell].states)
+    h = LAYERS[cell](H, return_sequences=sequences, lowering=lowering, truncate=truncate, name="rec")(x, states)
+    return g, (h * g.input("Q0", (None, T, H) if sequences else (None, H), dtype="float64")).sum()
+
+
+@pytest.mark.parametrize("sequences", [False, True])
+@pytest.mark.parametrize("truncate", [None, 2])
+@pytest.mark.parametrize("initial_state", [True, False])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_state_losses_skip_the_zero_tape(cell, initial_state, truncate, sequences):
+    """The reverse loop takes the states' cotangents as they are: no (T, N, S·H) cotangent of zeros is built."""
+    results = []
+    for lowering in ("unrolled", "loop"):
+        g, loss = state_loss(cell, lowering, initial_state, truncate, sequences)
+        wrt = g.params + [g[n] for n in ("x", "h0", "c0") if n in g.nx]
+        f = gg.compile(loss, wrt=wrt, dtype="float64")
+        results.append(f(g.init_params(seed=12), **feeds_for(g, seed=13)))
+    assert " = scatter_into_zeros(" not in f.source
+    (v1, g1), (v2, g2) = results
+    assert abs(v1 - v2) < 1e-10
+    for name in g1:
+        np.testing.assert_allclose(g1[name], g2[name], atol=1e-10, rtol=0, err_msg=name)
+
+
+def feeds_for_tape(g, seed):
+    """Feeds with the batch wherever an input has it (the tape's blocks are time-major)."""
+    rng = np.random.default_rng(seed)
+    return {t.node: rng.normal(size=tuple(N if d is None else d for d in t.shape)) for t in g.inputs}
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_direct_use_of_every_tape_block(cell):
+    """A loss reading the gates too (as diagnostics do) sends the reverse loop a full cotangent of the tape."""
+    g = gg.Graph(f"{cell}_tape")
+    x = g.input("x", (None, T, I), dtype="float64")
+    h0 = g.input("h0", (None, H), dtype="float64")
+    layer = LAYERS[cell](H, lowering="loop", name="rec")
+    states = (h0, g.input("c0", (None, H), dtype="float64")) if cell == "lstm" else h0
+    layer(x, states)
+    loss = None
+    for k, block in enumerate(R.CELLS[cell].tape):
+        term = (R.tape_block(layer.tape, cell, block, H) * g.input(f"P{k}", (T, None, H), dtype="float64")).sum()
+        loss = term if loss is None else loss + term
+    gg.check_grad(loss, g.init_params(seed=14), feeds_for_tape(g, seed=15), wrt=g.params + [x, h0])
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 3 * 9 * H * N * 8])  # one step per chunk; a few, the last one short
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_reverse_loop_chunks_do_not_change_the_gradients(cell, chunk_bytes, monkeypatch):
+    """The reverse loop computes local derivatives chunk by chunk; any chunk size gives the same steps."""
+    from graphgrad.ops import recurrent_kernels as K
+    rng = np.random.default_rng(16)
+    G, S, steps = R.CELLS[cell].gates, len(R.CELLS[cell].tape), 7
+    x = rng.normal(size=(N, steps, I))
+    weights = [rng.normal(size=shape) * 0.5 for shape in ((G * H, I), (G * H, H), (G * H,), (G * H,))]
+    initial = [rng.normal(size=(N, H)) for _ in R.CELLS[cell].states]
+    tape = getattr(K, f"{cell}_scan")(x, *weights, *initial)
+    assert tape.shape == (steps, N, S * H)
+    args = (tape, weights[1], tuple(initial), tuple(rng.normal(size=(N, H)) for _ in initial),
+            tuple(rng.normal(size=(steps, N, H)) for _ in initial), rng.normal(size=tape.shape), 3)
+    whole = getattr(K, f"{cell}_scan_grad")(*args)
+    monkeypatch.setattr(K, "_RK_CHUNK_BYTES", chunk_bytes)
+    np.testing.assert_allclose(getattr(K, f"{cell}_scan_grad")(*args), whole, rtol=1e-12, atol=1e-12)

@@ -5,8 +5,11 @@
   step, so the chain rule sums their gradients over time by fan-out.
 - loop: one ``recurrent_scan`` node whose generated code is a ``for t in
   range(T)`` loop (see `recurrent_kernels`); its vjp is one
-  ``recurrent_scan_grad`` node running the reverse loop, followed by one GEMM
-  per weight over all steps (``sum_outer``).
+  ``recurrent_scan_grad`` node running the reverse loop, followed by one
+  ``recurrent_weight_grad`` node: all four weight gradients as one GEMM over
+  all steps.  The reverse loop takes the cotangents of the states (final, or
+  of every step) apart from the rest of the tape's, so that a loss on the
+  hidden states alone never builds a tape of zeros.
 
 Both follow PyTorch's equations, weight layout and gate order, so weights copy
 across: W_ih (G·H, I), W_hh (G·H, H), b_ih and b_hh (G·H,), G = 1, 4, 3.
@@ -15,6 +18,8 @@ with x of shape (N, T, I); without initial states they are zeros.
 """
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass
 
 from . import recurrent_kernels as kernels
@@ -37,6 +42,12 @@ class Cell:
     @property
     def steps_width(self) -> int:
         return self.state_grad + len(self.states)
+
+    def input_cols(self, hidden: int) -> slice:
+        return slice(self.input_grad[0] * hidden, self.input_grad[1] * hidden)
+
+    def recurrent_cols(self, hidden: int) -> slice:
+        return slice(self.recurrent_grad[0] * hidden, self.recurrent_grad[1] * hidden)
 
 
 CELLS = {
@@ -74,56 +85,117 @@ def _scan_shape(shapes, attrs):
     return (x[1], x[0], len(cell.tape) * H)
 
 
-def _emit_scan(args, attrs):
-    return f"{attrs['cell']}_scan({', '.join(args)})"
+def _emit_scan(args, attrs, out=None):
+    return f"{attrs['cell']}_scan({', '.join(args)}, state=state, out={out})"
 
 
-def _emit_scan_grad(args, attrs):
-    g_tape, tape, W_hh, *states = args
-    states = states + ["None"] * (2 - len(states))
-    return f"{attrs['cell']}_scan_grad({g_tape}, {tape}, {W_hh}, {', '.join(states)}, {attrs.get('truncate') or 0})"
+def _reused(anchor, op, args, attrs, name):
+    """The node ``op(args)`` among ``anchor``'s consumers, added on first use: the vjps of every argument ask for it."""
+    graph = anchor.graph
+    wanted = [a.node for a in args]
+    for node in graph.nx.successors(anchor.node):
+        data = graph.nx.nodes[node]
+        if data["op"] == op and graph.args(node) == wanted and data["attrs"] == attrs:
+            return graph.tensor(node)
+    return graph.apply(op, args, attrs, name=name)
+
+
+def _columns(start, stop, steps=(None, None)):
+    """The getitem index of columns [start, stop) of the steps [steps) of a (T, N, ·) array."""
+    return (("slice", *steps, None), ("slice", None, None, None), ("slice", start, stop, None))
+
+
+def _weight_columns(hidden, inputs):
+    """Where each weight's gradient lies in the columns of a ``recurrent_weight_grad``."""
+    return {"W_hh": slice(0, hidden), "b_hh": hidden, "W_ih": slice(hidden + 1, hidden + 1 + inputs),
+            "b_ih": hidden + 1 + inputs}
+
+
+def _summands(t):
+    """The terms of ``t`` when it is a sum of same-shaped tensors (how the chain rule adds up fan-out), else [t]."""
+    if t.op != "add":
+        return [t]
+    args = [t.graph.tensor(a) for a in t.graph.args(t.node)]
+    if any(a.shape != t.shape for a in args):
+        return [t]
+    return [term for a in args for term in _summands(a)]
+
+
+def _state_block(term, out, cell, hidden):
+    """The state whose tape block ``term`` writes, ``scatter(value, tape, [block's columns])``, else None."""
+    graph = term.graph
+    if term.op != "scatter" or graph.args(term.node)[1] != out.node:
+        return None
+    for state in cell.states:
+        k = cell.tape.index(state)
+        if term.attrs["index"] == _columns(k * hidden, (k + 1) * hidden):
+            return state
+    return None
+
+
+def _split_cotangent(g, out, cell, hidden):
+    """The tape's cotangent ``g`` as the cotangents of the states: ({state: of its final value (N, H)},
+    {state: of its every step (T, N, H)}), and the rest (None if nothing).
+
+    A loss that reads only the states (a classifier on the last hidden state, a sequence
+    model on all of them) then builds no (T, N, S·H) array of zeros: the reverse loop adds
+    the states' cotangents itself, starting from the final states' ones.  Reading the last
+    step of a state's block makes ``scatter(scatter(d, block, [-1]), tape, [block's columns])``.
+    """
+    final, sequence, rest = {}, {}, []
+    for term in _summands(g):
+        state = _state_block(term, out, cell, hidden)
+        if state is None:
+            rest.append(term)
+            continue
+        for part in _summands(term.graph.tensor(term.graph.args(term.node)[0])):
+            if part.op == "scatter" and part.attrs["index"] in ((-1,), (out.shape[0] - 1,)):
+                final.setdefault(state, []).append(part.graph.tensor(part.graph.args(part.node)[0]))
+            else:
+                sequence.setdefault(state, []).append(part)
+    total = lambda terms: functools.reduce(operator.add, terms)
+    by_state = lambda parts: {state: total(parts[state]) for state in cell.states if state in parts}
+    return by_state(final), by_state(sequence), total(rest) if rest else None
 
 
 def backward_steps(g, args, out, attrs):
     """The one reverse-loop node for this scan and cotangent, shared by the vjps of all arguments."""
     graph = g.graph
-    wanted = [g.node, out.node, args[2].node] + [s.node for s in args[5:]]
     for node in graph.nx.successors(out.node):
-        if graph.nx.nodes[node]["op"] == "recurrent_scan_grad" and graph.args(node) == wanted:
+        if graph.nx.nodes[node].get("cotangent") == g.node:
             return graph.tensor(node)
-    return graph.apply("recurrent_scan_grad", [g, out, args[2], *args[5:]], dict(attrs), name="scan_grad")
+    cell = CELLS[attrs["cell"]]
+    final, sequence, dense = _split_cotangent(g, out, cell, args[2].shape[1])
+    grad_args = [out, args[2], *args[5:], *final.values(), *sequence.values()] + ([] if dense is None else [dense])
+    grad_attrs = {"cell": cell.name, "truncate": attrs.get("truncate") or 0, "initial": len(args) > 5,
+                  "final": tuple(final), "sequence": tuple(sequence), "dense": dense is not None}
+    steps = graph.apply("recurrent_scan_grad", grad_args, grad_attrs, name="scan_grad")
+    graph.nx.nodes[steps.node]["cotangent"] = g.node  # what later vjps of this scan look it up by
+    return steps
 
 
-def _previous_hidden(args, out, attrs):
-    """h_{t−1} for every step t (T, N, H); without an initial state, steps 1..T−1 only (h_0 = 0)."""
-    H = args[2].shape[1]
-    earlier = tape_block(out, attrs["cell"], "h", H)[:-1]
-    if len(args) == 5:
-        return earlier
-    return args[0].graph.apply("concat", [args[5].reshape((1,) + args[5].shape), earlier], {"axis": 0})
+def weight_grads(steps, args, out, attrs):
+    """[dW_hh | db_hh | dW_ih | db_ih] (G·H, H + 1 + I + 1) of a scan, from its reverse loop's steps."""
+    weight_args = [steps, out, args[0], *args[5:6]]
+    return _reused(steps, "recurrent_weight_grad", weight_args, {"cell": attrs["cell"], "hidden": args[2].shape[1]},
+                   name="weight_grad")
 
 
 def _scan_vjp(index):
     def vjp(g, args, out, attrs):
-        cell, H = CELLS[attrs["cell"]], args[2].shape[1]
+        cell, H, I = CELLS[attrs["cell"]], args[2].shape[1], args[0].shape[2]
         steps = backward_steps(g, args, out, attrs)
-        d_input = steps[:, :, cell.input_grad[0] * H:cell.input_grad[1] * H]
-        d_recurrent = steps[:, :, cell.recurrent_grad[0] * H:cell.recurrent_grad[1] * H]
         if index == 0:  # x: one GEMM for all steps, back to batch-major
-            return (d_input @ args[1]).transpose(1, 0, 2)
-        if index == 1:
-            return outer(d_input, args[0].transpose(1, 0, 2))
-        if index == 2:
-            return outer(d_recurrent if len(args) > 5 else d_recurrent[1:], _previous_hidden(args, out, attrs))
-        if index in (3, 4):
-            return (d_input if index == 3 else d_recurrent).sum(axis=(0, 1))
+            return (steps[:, :, cell.input_cols(H)] @ args[1]).transpose(1, 0, 2)
+        if index <= 4:  # W_ih, W_hh, b_ih, b_hh: columns of the one weight-gradient GEMM
+            return weight_grads(steps, args, out, attrs)[:, _weight_columns(H, I)[ARGUMENTS[index]]]
         start = (cell.state_grad + index - 5) * H  # the gradient that flowed out of step 0
         return steps[0, :, start:start + H]
     return vjp
 
 
 register(Op(
-    name="recurrent_scan", shape=_scan_shape, emit=_emit_scan, vjps=_scan_vjp,
+    name="recurrent_scan", shape=_scan_shape, emit=_emit_scan, emit_into=_emit_scan, fresh=True, vjps=_scan_vjp,
     kernels=(kernels.rnn_scan, kernels.lstm_scan, kernels.gru_scan),
     doc="an RNN, LSTM or GRU over a whole sequence as one loop; the result is the tape (T, N, S·H) "
         "of states and gate activations that the backward loop reuses",
@@ -132,11 +204,29 @@ register(Op(
 
 
 def _scan_grad_shape(shapes, attrs):
-    g_tape, tape, W_hh, *_ = shapes
-    if tuple(g_tape) != tuple(tape):
-        raise ValueError("the cotangent must have the tape's shape")
     cell = CELLS[attrs["cell"]]
+    tape, W_hh, *rest = shapes
+    n = len(cell.states) * attrs["initial"] + len(attrs["final"])
+    expected = n + len(attrs["sequence"]) + attrs["dense"]
+    if len(rest) != expected:
+        raise ValueError(f"expected {expected} arguments after the tape and W_hh, got {len(rest)}")
+    if any(tuple(s) != tuple(tape[:2]) + (W_hh[1],) for s in rest[n:n + len(attrs["sequence"])]):
+        raise ValueError("a state's cotangent over all steps must be (T, N, H)")
+    if attrs["dense"] and tuple(rest[-1]) != tuple(tape):
+        raise ValueError("the cotangent must have the tape's shape")
     return (tape[0], tape[1], cell.steps_width * W_hh[1])
+
+
+def _emit_scan_grad(args, attrs, out=None):
+    cell = CELLS[attrs["cell"]]
+    rest = list(args[2:])
+    take = lambda present: rest.pop(0) if present else "None"
+    initial = [take(attrs["initial"]) for _ in cell.states]
+    final = [take(s in attrs["final"]) for s in cell.states]
+    sequence = [take(s in attrs["sequence"]) for s in cell.states]
+    per_state = lambda names: "(" + ", ".join(names) + ",)"
+    return (f"{cell.name}_scan_grad({args[0]}, {args[1]}, {per_state(initial)}, {per_state(final)}, "
+            f"{per_state(sequence)}, {take(attrs['dense'])}, {attrs['truncate']}, state, {out})")
 
 
 def _no_second_derivative(g, args, out, attrs):
@@ -145,33 +235,69 @@ def _no_second_derivative(g, args, out, attrs):
 
 
 register(Op(
-    name="recurrent_scan_grad", shape=_scan_grad_shape, emit=_emit_scan_grad,
+    name="recurrent_scan_grad", shape=_scan_grad_shape, emit=_emit_scan_grad, emit_into=_emit_scan_grad, fresh=True,
     vjps=lambda index: _no_second_derivative,
     kernels=(kernels.rnn_scan_grad, kernels.lstm_scan_grad, kernels.gru_scan_grad),
     doc="the reverse loop of recurrent_scan: per step the gradients of the pre-activations and of the "
-        "previous state (T, N, D·H)",
-    test_shapes=((3, 2, 30), (3, 2, 30), (20, 5), (2, 5), (2, 5)), test_attrs={"cell": "lstm"},
+        "previous state (T, N, D·H); arguments: the tape, W_hh, the initial states (attr initial), the "
+        "cotangents of the final states and of the states' every step named by attrs final and sequence, "
+        "and the rest of the tape's cotangent (attr dense)",
+    test_shapes=((3, 2, 30), (20, 5), (2, 5), (2, 5), (2, 5), (3, 2, 5), (3, 2, 30)),
+    test_attrs={"cell": "lstm", "initial": True, "final": ("h",), "sequence": ("c",), "dense": True},
 ))
 
 
-def _sum_outer_shape(shapes, attrs):
-    a, b = shapes
-    if len(a) < 2 or tuple(a[:-1]) != tuple(b[:-1]):
-        raise ValueError("the operands must agree on every axis but the last")
-    return (a[-1], b[-1])
+def _weight_grad_shape(shapes, attrs):
+    steps, tape, x, *h0 = shapes
+    cell, H = CELLS[attrs["cell"]], attrs["hidden"]
+    if tuple(steps[:2]) != tuple(tape[:2]) or steps[2] != cell.steps_width * H or tape[2] != len(cell.tape) * H:
+        raise ValueError("steps and tape must be a scan's and its reverse loop's")
+    return (cell.gates * H, H + 1 + x[2] + 1)
 
 
-def outer(a, b):
-    """Σ over all leading axes of aᵀb (A, B): the gradient of a weight shared by every step."""
-    return a.graph.apply("sum_outer", [a, b])
+def _emit_weight_grad(args, attrs, out=None):
+    steps, tape, x, *h0 = args
+    cell, H = CELLS[attrs["cell"]], attrs["hidden"]
+    columns = lambda s: (s.start, s.stop)
+    return (f"scan_weight_grad({steps}, {tape}, {x}, {h0[0] if h0 else None}, {H}, "
+            f"{columns(cell.input_cols(H))}, {columns(cell.recurrent_cols(H))}, state, {out})")
+
+
+def _weight_grad_vjp(index):
+    """The op is bilinear: [W_hh | b_hh | W_ih | b_ih] = Σ over steps and batch of d_recᵀ [h_{t−1}, 1], d_inᵀ [x_t, 1]."""
+    def vjp(u, args, out, attrs):
+        graph, cell, H = u.graph, CELLS[attrs["cell"]], attrs["hidden"]
+        steps, tape, x, *h0 = args
+        u = {name: u[:, column] for name, column in _weight_columns(H, x.shape[2]).items()}  # per weight
+        d_input, d_recurrent = steps[:, :, cell.input_cols(H)], steps[:, :, cell.recurrent_cols(H)]
+        if index == 0:
+            earlier = tape_block(tape, cell.name, "h", H)[:-1] @ u["W_hh"].T
+            first = (h0[0] @ u["W_hh"].T) if h0 else graph.apply("zeros_like", [earlier[0]])
+            recurrent = graph.apply("concat", [first.reshape((1,) + first.shape), earlier], {"axis": 0}) + u["b_hh"]
+            inputs = x.transpose(1, 0, 2) @ u["W_ih"].T + u["b_ih"]
+            if cell.input_grad == cell.recurrent_grad:
+                return _scatter(recurrent + inputs, steps, cell.input_cols(H))
+            return _scatter(recurrent, steps, cell.recurrent_cols(H)) + _scatter(inputs, steps, cell.input_cols(H))
+        if index == 1:  # through h_{t−1}: the tape's h of every step but the last
+            return graph.apply("scatter", [d_recurrent[1:] @ u["W_hh"], tape], {"index": _columns(0, H, (None, -1))})
+        if index == 2:
+            return (d_input @ u["W_ih"]).transpose(1, 0, 2)
+        return d_recurrent[0] @ u["W_hh"]
+    return vjp
+
+
+def _scatter(value, like, columns):
+    """``value`` written into zeros shaped like ``like`` at ``columns`` of every step."""
+    return value.graph.apply("scatter", [value, like], {"index": _columns(columns.start, columns.stop)})
 
 
 register(Op(
-    name="sum_outer", arity=2, shape=_sum_outer_shape, dtype=same_dtype_as_first, kernels=(kernels.sum_outer,),
-    fresh=True,
-    emit=lambda args, attrs: f"sum_outer({args[0]}, {args[1]})",
-    vjps=(lambda g, args, out, a: args[1] @ g.T, lambda g, args, out, a: args[0] @ g),
-    doc="Σ over leading axes of outer products, as one GEMM", test_shapes=((3, 2, 4), (3, 2, 5)),
+    name="recurrent_weight_grad", shape=_weight_grad_shape, emit=_emit_weight_grad, emit_into=_emit_weight_grad,
+    fresh=True, vjps=_weight_grad_vjp,
+    kernels=(kernels.scan_weight_grad,),
+    doc="the weight gradients [W_hh | b_hh | W_ih | b_ih] of a scan from its steps, tape, x (and h0): "
+        "one GEMM over all steps",
+    test_shapes=((3, 2, 30), (3, 2, 30), (2, 3, 4), (2, 5)), test_attrs={"cell": "lstm", "hidden": 5},
 ))
 register(Op(
     name="stop_gradient", arity=1, shape=lambda s, a: s[0], dtype=same_dtype_as_first,
