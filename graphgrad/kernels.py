@@ -63,8 +63,195 @@ def _kn_im2col(x, kh, kw, Ho, Wo, stride, padding, dilation):
     win = _kn_as_strided(xp, (N, C, kh, kw, Ho, Wo),
                          (bn, bc, bh * dh, bw * dw, bh * sh, bw * sw),
                          writeable=False)
-    # reshape copies here (except for 1x1/stride 1, where it stays a view)
+    # reshape copies here
     return win.reshape(N, C * kh * kw, Ho * Wo)
+
+
+# --------------------------------------------------------------------------
+# stride-1 convolution in a planes layout
+# --------------------------------------------------------------------------
+
+class _KnPlanes:
+    """A stride-1 convolution's input (N, C, H, W), zero-padded into one flat
+    buffer per channel, images end to end: the layout that turns every kernel
+    tap into one long contiguous slice.
+
+    Rows are Ws = W + pw long and images Hs = H + ph rows tall (more when the
+    padding exceeds the kernel's reach): the pw zeros closing a row also pad
+    the next row's start, and the ph zero rows closing an image pad the next
+    image's top.  Output (n, ho, wo) sits at flat q = n*Hs*Ws + ho*Ws + wo and
+    tap (i, j) reads the input at q + i*dh*Ws + j*dw, so im2col is kh*kw slice
+    copies (columns) and col2im kh*kw slice adds; flat positions with ho >= Ho
+    or wo >= Wo are junk that crop() drops.  Compared with padding each side
+    separately this also computes fewer junk outputs.
+
+    A workspace outlives the call, with the im2col columns it last built and
+    a copy of the array they came from: the weight gradient reuses the
+    columns its forward (or input gradient) built when handed the same array,
+    bit for bit.
+    """
+
+    def __init__(self, shape, dtype, kernel_hw, padding, dilation):
+        N, C, H, W = shape
+        (kh, kw), (ph, pw), (dh, dw) = kernel_hw, padding, dilation
+        reach_h, reach_w = (kh - 1) * dh, (kw - 1) * dw
+        self.Hs, self.Ws = H + ph + max(0, ph - reach_h), W + pw + max(0, pw - reach_w)
+        self.out_hw = (H + 2 * ph - reach_h, W + 2 * pw - reach_w)
+        self.L = N * self.Hs * self.Ws
+        self.shifts = [i * dh * self.Ws + j * dw for i in range(kh) for j in range(kw)]
+        self.flat = np.zeros((C, self.L + self.shifts[-1]), dtype)
+        self.inside = self.flat[:, :self.L].reshape(C, N, self.Hs, self.Ws)[:, :, ph:ph + H, pw:pw + W]
+        b = self.flat.itemsize
+        self.taps = _kn_as_strided(self.flat, (C, kh, kw, self.L),
+                                   (self.flat.strides[0], dh * self.Ws * b, dw * b, b), writeable=False)
+        self.cols = self.source = None  # allocated on first use
+        self.holds_columns = False  # whether cols are im2col of the array copied in source
+        self.nbytes = self.flat.nbytes + (C * kh * kw * self.L + N * C * H * W) * b  # with cols and source
+
+    def planes_of(self, x):
+        """Load x; returns its planes (C, L), a view of the buffer, whose zero
+        tail past L pads the last image."""
+        self.inside[...] = x.transpose(1, 0, 2, 3)
+        self.holds_columns = False
+        return self.flat[:, :self.L]
+
+    def columns_of(self, x):
+        """im2col of x, (C*kh*kw, L): row (c, i, j) is channel c read at tap (i, j)."""
+        self.planes_of(x)
+        if self.cols is None:
+            self.cols, self.source = np.empty(self.taps.shape, x.dtype), np.empty(x.shape, x.dtype)
+        np.copyto(self.cols, self.taps)
+        np.copyto(self.source, x)
+        self.holds_columns = True
+        return self.cols.reshape(-1, self.L)
+
+    def cached_columns(self, x):
+        """The columns last built, if they are x's (compared bit for bit:
+        0.0 == -0.0, but their products differ in sign); else None."""
+        bits = np.dtype(f"u{x.itemsize}")
+        if self.holds_columns and np.array_equal(self.source.view(bits), x.view(bits)):
+            return self.cols.reshape(-1, self.L)
+        return None
+
+    def crop(self, z):
+        """The outputs of z (O, L) at the valid positions, as a new (N, O, Ho, Wo) array."""
+        O = z.shape[0]
+        N = self.L // (self.Hs * self.Ws)
+        Ho, Wo = self.out_hw
+        y = np.empty((N, O, Ho, Wo), z.dtype)
+        np.copyto(y, z.reshape(O, N, self.Hs, self.Ws)[:, :, :Ho, :Wo].transpose(1, 0, 2, 3))
+        return y
+
+
+_kn_workspaces = {}
+_KN_WORKSPACE_BYTES = 1 << 26
+
+
+def _kn_planes(role, x, kernel_hw, padding, dilation):
+    """The workspace for a conv input of x's shape; `role` keeps apart arrays
+    whose geometries coincide (a conv's input and its output gradient).
+
+    Workspaces stay until they would hold more than _KN_WORKSPACE_BYTES in all
+    (big or many shapes, e.g. varying batch sizes): then the cache starts
+    over, which only costs re-allocation and reuse.
+    """
+    key = (role, x.shape, x.dtype.str, kernel_hw, padding, dilation)
+    planes = _kn_workspaces.get(key)
+    if planes is None:
+        planes = _KnPlanes(x.shape, x.dtype, kernel_hw, padding, dilation)
+        if sum(p.nbytes for p in _kn_workspaces.values()) + planes.nbytes > _KN_WORKSPACE_BYTES:
+            _kn_workspaces.clear()
+        if planes.nbytes <= _KN_WORKSPACE_BYTES:
+            _kn_workspaces[key] = planes
+    return planes
+
+
+def _kn_correlate(role, x, w, padding, dilation):
+    """Stride-1 cross-correlation of x (N, C, H, W) with w (O, C, kh, kw), in
+    the workspace of `role` ("x": a conv's input, "gy": its output gradient).
+
+    The kh*kw-fold copy goes to the side with fewer channels: im2col then one
+    GEMM when C <= O (its columns are also the weight gradient's), else one
+    GEMM giving every tap's output, then col2im.
+    """
+    O, C, kh, kw = w.shape
+    planes = _kn_planes(role, x, (kh, kw), padding, dilation)
+    L = planes.L
+    # small inputs take im2col too: one copy costs fewer calls than kh*kw adds
+    if C <= O or C * kh * kw * L < 1 << 18:
+        z = np.matmul(w.reshape(O, C * kh * kw), planes.columns_of(x))
+    else:
+        taps = np.matmul(w.transpose(0, 2, 3, 1).reshape(O * kh * kw, C),
+                         planes.planes_of(x)).reshape(O, kh * kw, L)
+        z = taps[:, 0]
+        for t, s in enumerate(planes.shifts[1:], 1):
+            z[:, :L - s] += taps[:, t, s:]  # past L - s the input is padding
+    return planes.crop(z)
+
+
+def _kn_correlation_weight_grad(gy, x, kernel_hw, padding, dilation):
+    """conv2d_grad_weight at stride 1: gw[o, c, i, j] = sum_q gy[o, q] x[c, q + tap],
+    one GEMM of one side's im2col columns with the other side's pixel rows.
+
+    The columns come from the workspace conv2d(x) or conv2d_grad_input(gy)
+    left behind, when it still holds x's or gy's; otherwise the side with
+    fewer channels is replicated.
+    """
+    (kh, kw), (ph, pw), (dh, dw) = kernel_hw, padding, dilation
+    O, C = gy.shape[1], x.shape[1]
+    xs = _kn_planes("x", x, kernel_hw, padding, dilation)
+    gs = _kn_planes("gy", gy, kernel_hw, ((kh - 1) * dh - ph, (kw - 1) * dw - pw), dilation)
+    x_cols = xs.cached_columns(x)
+    gy_cols = None if x_cols is not None else gs.cached_columns(gy)
+    if x_cols is None and gy_cols is None:
+        if C <= O:
+            x_cols = xs.columns_of(x)
+        else:
+            gy_cols = gs.columns_of(gy)
+    # both layouts put the correlation's output (n, h, w) at flat n*Hs*Ws + h*Ws + w
+    if x_cols is not None:
+        gwt = np.matmul(x_cols, _kn_pixel_rows(gy, xs.Hs, xs.Ws))  # (C*kh*kw, O)
+        return np.ascontiguousarray(gwt.T).reshape(O, C, kh, kw)
+    # gy's columns are conv2d_grad_input's, whose output is x: its taps run flipped
+    gwt = np.matmul(gy_cols, _kn_pixel_rows(x, xs.Hs, xs.Ws))  # (O*kh*kw, C)
+    return np.ascontiguousarray(gwt.reshape(O, kh, kw, C)[:, ::-1, ::-1].transpose(0, 3, 1, 2))
+
+
+def _kn_pixel_rows(a, Hs, Ws):
+    """a (N, C, H, W) as rows (N*Hs*Ws, C): pixel (n, h, w) at row n*Hs*Ws + h*Ws + w,
+    zero rows past H or W; the GEMM operand that runs along im2col columns
+    (contiguous rows make the fastest GEMM here)."""
+    N, C, H, W = a.shape
+    rows = np.empty((N, Hs, Ws, C), a.dtype)
+    rows[:, :H, :W] = a.transpose(0, 2, 3, 1)
+    rows[:, H:] = 0
+    rows[:, :H, W:] = 0
+    return rows.reshape(N * Hs * Ws, C)
+
+
+def _kn_fits_planes(stride, padding, kernel_hw, dilation, in_hw, out_hw):
+    """Whether the stride-1 workspaces serve a conv's gradients: their adjoint
+    is a correlation padded by the kernel's reach minus the padding, so the
+    padding must not exceed the reach, and the output must be the full one
+    (a transposed conv's output_padding can add a row the output never reads)."""
+    reach = [(k - 1) * d for k, d in zip(kernel_hw, dilation)]
+    return (stride == (1, 1) and all(p <= r for p, r in zip(padding, reach))
+            and tuple(out_hw) == tuple(n + 2 * p - r for n, p, r in zip(in_hw, padding, reach)))
+
+
+def _kn_planes_pay_off(x, O, kernel_hw):
+    """Whether a stride-1 conv of x goes through the planes layout, whose long
+    slices make im2col cheap but whose outputs need cropping: when im2col
+    (C*kh*kw rows) outweighs the output (O rows) and is large enough for the
+    slices' length to beat their extra calls.  Else im2col per image, with
+    GEMMs writing straight into NCHW order."""
+    taps = kernel_hw[0] * kernel_hw[1]
+    return x.shape[1] * taps > O and x.size * taps >= 1 << 17
+
+
+def _kn_pointwise(stride, padding, kernel_hw):
+    # a 1x1 kernel at stride 1 without padding is a GEMM per image, no im2col
+    return kernel_hw == (1, 1) and stride == (1, 1) and padding == (0, 0)
 
 
 # --------------------------------------------------------------------------
@@ -79,6 +266,11 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     stride, padding, dilation = as_pair(stride), as_pair(padding), as_pair(dilation)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
+    if _kn_pointwise(stride, padding, (kh, kw)):
+        return np.matmul(w.reshape(O, C), x.reshape(N, C, H * W)).reshape(N, O, H, W)
+    if stride == (1, 1) and _kn_planes_pay_off(x, O, (kh, kw)):
+        return _kn_correlate("x", x, w, padding, dilation)
+    # per-image im2col and GEMMs, written straight into NCHW order
     Ho = conv_out_len(H, kh, stride[0], padding[0], dilation[0])
     Wo = conv_out_len(W, kw, stride[1], padding[1], dilation[1])
     cols = _kn_im2col(x, kh, kw, Ho, Wo, stride, padding, dilation)
@@ -86,59 +278,34 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     return y.reshape(N, O, Ho, Wo)
 
 
-def _kn_planes(x, ph, pw, slack):
-    """Zero-padded x as a flat buffer of (C, N, Hp, Wp) planes plus `slack` zeros.
-
-    With every plane laid end to end, kernel tap (i, j) of a stride-1 conv is
-    the constant shift i*dh*Wp + j*dw of the flat index, so per-tap slices are
-    long contiguous runs rather than Ho rows of Wo elements.  Positions past a
-    plane's valid (Ho, Wo) corner are junk and get cropped / multiplied by 0.
-    """
-    N, C, H, W = x.shape
-    Hp, Wp = H + 2 * ph, W + 2 * pw
-    flat = np.zeros(C * N * Hp * Wp + slack, dtype=x.dtype)
-    flat[:C * N * Hp * Wp].reshape(C, N, Hp, Wp)[:, :, ph:ph + H, pw:pw + W] = \
-        x.transpose(1, 0, 2, 3)
-    return flat
-
-
-def _kn_use_planes(stride, C, O, kh, kw):
-    # The planes layout costs a transpose of gy (N*O*Ho*Wo) and of the result;
-    # it pays off when the short-row strided col2im/im2col passes it replaces
-    # (N*C*kh*kw*Ho*Wo) dominate.  Only stride 1 maps taps to flat shifts.
-    return stride == (1, 1) and C * kh * kw > O
-
-
 def conv2d_grad_input(gy, w, input_hw, stride, padding, dilation):
-    """Gradient of conv2d w.r.t. x, shape (N, C, H, W) with (H, W) = input_hw.
-
-    One GEMM produces every tap's contribution (col2im columns); each of the
-    kh*kw taps is then added into a shifted slice of a padded buffer (a tap
-    touches distinct pixels, so plain slice adds replace np.add.at).
-    """
+    """Gradient of conv2d w.r.t. x, shape (N, C, H, W) with (H, W) = input_hw."""
     (sh, sw), (ph, pw), (dh, dw) = as_pair(stride), as_pair(padding), as_pair(dilation)
     H, W = input_hw
     N, O, Ho, Wo = gy.shape
     _, C, kh, kw = w.shape
-    Hp, Wp = H + 2 * ph, W + 2 * pw
-    w2t = w.reshape(O, C * kh * kw).T
-    if _kn_use_planes((sh, sw), C, O, kh, kw):
-        L = N * Hp * Wp
-        gyw = np.zeros((O, N, Hp, Wp), dtype=gy.dtype)
-        gyw[:, :, :Ho, :Wo] = gy.transpose(1, 0, 2, 3)
-        cols = np.matmul(w2t, gyw.reshape(O, L)).reshape(C, kh, kw, L)
-        gxf = np.zeros(C * L + (kh - 1) * dh * Wp + (kw - 1) * dw, dtype=cols.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                s = i * dh * Wp + j * dw
-                gxf[s:s + C * L].reshape(C, L)[...] += cols[:, i, j]
-        gx = gxf[:C * L].reshape(C, N, Hp, Wp)[:, :, ph:ph + H, pw:pw + W]
-        return np.ascontiguousarray(gx.transpose(1, 0, 2, 3))
-    cols = np.matmul(w2t, gy.reshape(N, O, Ho * Wo)).reshape(N, C, kh, kw, Ho, Wo)
-    gxp = np.zeros((N, C, Hp, Wp), dtype=cols.dtype)
+    if _kn_pointwise((sh, sw), (ph, pw), (kh, kw)):
+        return np.matmul(w.reshape(O, C).T, gy.reshape(N, O, Ho * Wo)).reshape(N, C, H, W)
+    if _kn_fits_planes((sh, sw), (ph, pw), (kh, kw), (dh, dw), (H, W), (Ho, Wo)):
+        # the transpose of a stride-1 correlation: correlate gy, padded by the
+        # kernel's reach minus the padding, with the flipped, transposed kernel
+        flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        return _kn_correlate("gy", gy, flipped, ((kh - 1) * dh - ph, (kw - 1) * dw - pw), (dh, dw))
+    # one GEMM gives every tap's contribution (col2im columns); each tap then
+    # adds into a strided slice of a padded buffer (a tap touches distinct
+    # pixels, so plain slice adds replace np.add.at).  When the stride steps
+    # over the dilated kernel (a patchifying conv), taps never share a pixel:
+    # assigning skips reading the buffer back.
+    cols = np.matmul(w.reshape(O, C * kh * kw).T, gy.reshape(N, O, Ho * Wo)).reshape(N, C, kh, kw, Ho, Wo)
+    gxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
+    disjoint = sh > (kh - 1) * dh and sw > (kw - 1) * dw
     for i in range(kh):
         for j in range(kw):
-            _kn_tap(gxp, i * dh, j * dw, Ho, Wo, sh, sw)[...] += cols[:, :, i, j]
+            taps = _kn_tap(gxp, i * dh, j * dw, Ho, Wo, sh, sw)
+            if disjoint:
+                taps[...] = cols[:, :, i, j]
+            else:
+                taps += cols[:, :, i, j]
     if ph == 0 and pw == 0:
         return gxp
     return gxp[:, :, ph:ph + H, pw:pw + W]
@@ -150,18 +317,13 @@ def conv2d_grad_weight(gy, x, kernel_hw, stride, padding, dilation):
     kh, kw = kernel_hw
     N, O, Ho, Wo = gy.shape
     C, H, W = x.shape[1:]
-    if _kn_use_planes((sh, sw), C, O, kh, kw):
-        Hp, Wp = H + 2 * ph, W + 2 * pw
-        L = N * Hp * Wp
-        xf = _kn_planes(x, ph, pw, (kh - 1) * dh * Wp + (kw - 1) * dw)
-        b = xf.itemsize
-        cols = _kn_as_strided(xf, (C, kh, kw, L), (L * b, dh * Wp * b, dw * b, b),
-                              writeable=False).reshape(C * kh * kw, L)
-        # gy scattered onto the same padded grid, zero at the junk positions
-        gyw = np.zeros((N, Hp, Wp, O), dtype=gy.dtype)
-        gyw[:, :Ho, :Wo, :] = gy.transpose(0, 2, 3, 1)
-        # (K, L) @ (L, O) is the fastest BLAS orientation for this long reduction
-        return np.matmul(cols, gyw.reshape(L, O)).T.reshape(O, C, kh, kw)
+    if _kn_pointwise((sh, sw), (ph, pw), (kh, kw)):
+        # per-image GEMMs against x's transposed view; the (N, O, C) partials are tiny to sum
+        gw = np.matmul(gy.reshape(N, O, Ho * Wo), x.reshape(N, C, H * W).transpose(0, 2, 1)).sum(axis=0)
+        return gw.reshape(O, C, 1, 1)
+    if (_kn_fits_planes((sh, sw), (ph, pw), (kh, kw), (dh, dw), (H, W), (Ho, Wo))
+            and _kn_planes_pay_off(x, O, (kh, kw))):
+        return _kn_correlation_weight_grad(gy, x, (kh, kw), (ph, pw), (dh, dw))
     cols = _kn_im2col(x, kh, kw, Ho, Wo, (sh, sw), (ph, pw), (dh, dw))
     # Batched GEMM against the transposed view avoids copying cols into a
     # (N*Ho*Wo, K) layout; the (N, O, K) partials are tiny to sum.
@@ -230,21 +392,27 @@ def _kn_pool_geometry(x_hw, kernel, stride, padding):
 def _kn_tiled_reduce(x, kh, kw, op):
     """Reduce each (kh, kw) tile of x (N, C, H, W) with binary ufunc `op`.
 
-    Columns first: x[..., j::kw] is one uniformly strided run that numpy walks
-    in a single inner loop, and it shrinks the data before the row pass (whose
-    slices are many short rows).  A .max/.sum over the tiny tile axes of a
-    6-D view is more than 10x slower.
+    Columns first, each tap one uniformly strided loop over all of x.  The kh
+    rows of a tile are then whole runs Wo apart, combined by shifted slices of
+    the flat array (rows of neighbouring tiles combine too: junk that the
+    final copy skips).  Numpy calls over many short rows, or over tiny
+    trailing axes, cost several times more.
     """
     N, C, H, W = x.shape
-    cols = x.reshape(N, C, H, W // kw, kw)
-    acc = cols[..., 0].copy()
-    for j in range(1, kw):
-        op(acc, cols[..., j], out=acc)
-    rows = acc.reshape(N, C, H // kh, kh, W // kw)
-    out = rows[:, :, :, 0].copy()
-    for i in range(1, kh):
-        op(out, rows[:, :, :, i], out=out)
-    return out
+    Ho, Wo = H // kh, W // kw
+    flat = x.reshape(-1)
+    cols = op(flat[0::kw], flat[1::kw]) if kw > 1 else flat.copy()
+    for j in range(2, kw):
+        op(cols, flat[j::kw], out=cols)
+    rows = cols
+    if kh > 1:
+        # rows of tile t start at t*kh*Wo: the last of them ends by n
+        n = cols.size - (kh - 1) * Wo
+        rows = np.empty_like(cols)
+        op(cols[:n], cols[Wo:Wo + n], out=rows[:n])
+        for i in range(2, kh):
+            op(rows[:n], cols[i * Wo:i * Wo + n], out=rows[:n])
+    return rows.reshape(N, C, Ho, kh * Wo)[:, :, :, :Wo].copy()
 
 
 def _kn_repeat2d(x, sh, sw):
@@ -269,6 +437,47 @@ def maxpool2d(x, kernel, stride, padding=(0, 0)):
     return y
 
 
+def _kn_repeat_columns(a):
+    """a (..., n) as (..., 2n), every value twice: the product with 1+1j, read
+    as real numbers (one call; the second copy of a -0.0 is +0.0)."""
+    one_one = np.array(1 + 1j, np.result_type(a.dtype, np.complex64))
+    return np.multiply(a, one_one).view(a.dtype)
+
+
+def _kn_keep_first_flags(pairs):
+    """Clear the second flag of every pair whose first is set, for pairs of
+    bools viewed as uint16 words (the first flag is the low byte on
+    little-endian machines)."""
+    first_on_second = pairs << 8 if np.little_endian else pairs >> 8
+    pairs ^= first_on_second & pairs
+
+
+def _kn_maxpool2x2_grad(gy, x, y):
+    """maxpool2d_grad for 2x2 tiles of a float x, a few images at a time (to
+    stay in cache).
+
+    One copy splits x into the windows' top rows and bottom rows, so y and gy,
+    repeated along columns, line up with both by broadcasting: the hits x == y,
+    the first-hit choice and the routed gradient are whole-array operations,
+    never per-row ones.
+    """
+    N, C, H, W = x.shape
+    gx = np.empty(x.shape, gy.dtype)
+    step = max(1, (1 << 16) // (C * H * W))
+    for n0 in range(0, N, step):
+        n1 = min(N, n0 + step)
+        m = (n1 - n0) * C * H // 2  # window rows
+        rows = np.empty((2, m, W), x.dtype)
+        np.copyto(rows, x[n0:n1].reshape(m, 2, W).transpose(1, 0, 2))
+        hit = np.equal(rows, _kn_repeat_columns(y[n0:n1].reshape(m, W // 2)))
+        pairs = hit.view(np.uint16)  # a window row's two hits as one word
+        _kn_keep_first_flags(pairs)  # right only where left missed
+        pairs[1] *= pairs[0] == 0    # bottom row only where the top row missed
+        g = np.multiply(_kn_repeat_columns(gy[n0:n1].reshape(m, W // 2)), hit, out=rows)
+        np.copyto(gx[n0:n1].reshape(m, 2, W).transpose(1, 0, 2), g)
+    return gx
+
+
 def maxpool2d_grad(gy, x, kernel, stride, padding=(0, 0), y=None):
     """Gradient of maxpool2d w.r.t. x; y, when given, must be maxpool2d(x, ...)
     (the forward output, so the maxima are not recomputed).
@@ -281,6 +490,10 @@ def maxpool2d_grad(gy, x, kernel, stride, padding=(0, 0), y=None):
     kh, kw, sh, sw, ph, pw, Ho, Wo, tiled = _kn_pool_geometry((H, W), kernel, stride, padding)
     if y is None:
         y = maxpool2d(x, (kh, kw), (sh, sw), (ph, pw))
+    # small maps keep the per-tap loop below: few rows to walk, fewer calls
+    if (tiled and (kh, kw) == (2, 2) and x.size >= 1 << 16
+            and x.dtype == gy.dtype and x.dtype.char in "fd"):
+        return _kn_maxpool2x2_grad(gy, x, y)
     if tiled:
         src = x.reshape(N, C, Ho, kh, Wo, kw)
         gx = np.empty((N, C, Ho, kh, Wo, kw), dtype=gy.dtype)

@@ -69,6 +69,9 @@ CONV_CASES = [
     ((2, 4, 5, 6), (3, 4, 1, 1), (1, 1), (0, 0), (1, 1)),
     ((2, 3, 9, 7), (4, 3, 3, 2), (1, 1), (2, 1), (2, 3)),   # stride 1, dilated
     ((2, 1, 8, 9), (16, 1, 3, 3), (1, 1), (1, 1), (1, 1)),  # C*kh*kw <= O
+    # large enough for the stride-1 planes layout: forward by col2im (C > O), then by im2col, dilated
+    ((2, 8, 48, 44), (3, 8, 3, 3), (1, 1), (1, 1), (1, 1)),
+    ((2, 4, 40, 46), (6, 4, 3, 3), (1, 1), (2, 1), (2, 1)),
 ]
 
 # conv_transpose2d cases: (x shape, w shape (Cin, Cout, kh, kw), stride, padding,
@@ -80,6 +83,8 @@ CONVT_CASES = [
     ((2, 2, 3, 4), (2, 2, 3, 3), (3, 2), (1, 1), (2, 0), (2, 2)),
     ((2, 3, 5, 6), (3, 4, 3, 3), (1, 1), (1, 1), (1, 1), (2, 2)),  # stride 1, op 1
     ((2, 8, 4, 5), (8, 1, 3, 3), (1, 1), (0, 1), (0, 0), (1, 1)),
+    ((2, 3, 4, 5), (3, 2, 2, 2), (2, 2), (0, 0), (0, 0), (1, 1)),  # U-Net up-sampling: taps tile the output
+    ((2, 3, 4, 5), (3, 2, 2, 3), (3, 4), (1, 0), (1, 2), (1, 1)),  # stride past the kernel: gaps between taps
 ]
 
 # pooling cases: (x shape, kernel, stride, padding)
@@ -90,6 +95,7 @@ POOL_CASES = [
     ((2, 2, 9, 12), (3, 2), (3, 2), (0, 0)),     # tiled, non-square window
     ((1, 2, 9, 10), (2, 3), (1, 2), (1, 1)),     # non-square overlapping, padded
     ((2, 2, 9, 9), (2, 2), (2, 2), (0, 0)),      # kernel == stride, not divisible
+    ((2, 8, 64, 66), (2, 2), (2, 2), (0, 0)),    # 2x2 tiles, large enough for the split-rows path
 ]
 
 
@@ -344,8 +350,7 @@ def test_float32_matches_torch(torch):
 @pytest.mark.parametrize("k, s, p", [(2, 2, 0), (3, 2, 1), ((2, 3), (2, 2), (1, 1))])
 def test_maxpool_grad_with_forward_output_and_gather_at(k, s, p):
     """maxpool2d_grad given y = maxpool2d(x) equals the recomputing form (ties included), and
-    maxpool2d_gather_at is its transpose and agrees with the op-level gather kernel."""
-    from graphgrad.ops import nn_kernels
+    maxpool2d_gather_at is its transpose."""
     rng = np.random.default_rng(7)
     x = np.maximum(rng.normal(size=(2, 3, 6, 8)), 0).astype(np.float32)  # many all-zero (tied) windows
     x[0, 0, :2, :2] = 1.0
@@ -356,6 +361,52 @@ def test_maxpool_grad_with_forward_output_and_gather_at(k, s, p):
     assert gx.dtype == np.float32
     c = rng.normal(size=x.shape).astype(np.float32)
     gathered = K.maxpool2d_gather_at(c, x, y, k, s, p)
-    pair = K.as_pair
-    np.testing.assert_array_equal(gathered, nn_kernels.maxpool2d_gather(c, x, pair(k), pair(s), pair(p)))
     np.testing.assert_allclose(np.sum(gathered * gy), np.sum(c * gx), rtol=1e-5)
+
+
+# ---------------------------------------------------------------- scratch reuse
+
+# (C, O): the weight gradient pairs x's columns left by the forward (C <= O), gy's columns left by
+# the input gradient (C > O), or builds per-image columns (C*kh*kw <= O: no workspaces)
+@pytest.mark.parametrize("C,O", [(2, 3), (4, 2), (1, 16)])
+@pytest.mark.parametrize("d", [(1, 1), (2, 1)])
+@pytest.mark.parametrize("kept", [True, False])  # False: a workspace budget too small to keep any
+def test_conv_weight_grad_reuses_workspaces_safely(C, O, d, kept, monkeypatch):
+    if not kept:
+        monkeypatch.setattr(K, "_KN_WORKSPACE_BYTES", 0)
+    x, w = randn((2, C, 60, 64), 1), randn((O, C, 3, 3), 2)  # large enough for the planes layout
+
+    def cold_grad_weight(gy, x):
+        K._kn_workspaces.clear()
+        return K.conv2d_grad_weight(gy, x, (3, 3), 1, 1, d)
+
+    def step(x, gy):
+        y = K.conv2d(x, w, 1, 1, d)
+        K.conv2d_grad_input(gy, w, x.shape[2:], 1, 1, d)
+        return y, K.conv2d_grad_weight(gy, x, (3, 3), 1, 1, d)
+
+    gy = randn(K.conv2d(x, w, 1, 1, d).shape, 3)
+    y, gw = step(x, gy)
+    np.testing.assert_allclose(gw, cold_grad_weight(gy, x), atol=ATOL)
+    # results never alias scratch: later calls on other inputs leave them intact
+    y_before, gw_before = y.copy(), gw.copy()
+    step(randn(x.shape, 4), randn(gy.shape, 5))
+    np.testing.assert_array_equal(y, y_before)
+    np.testing.assert_array_equal(gw, gw_before)
+    # inputs changed in place after the forward: the weight gradient reads the new values
+    K.conv2d(x, w, 1, 1, d)
+    K.conv2d_grad_input(gy, w, x.shape[2:], 1, 1, d)
+    x[1, -1, 3, 2] += 1.0
+    gy[0, 0, 0, 0] -= 1.0
+    np.testing.assert_allclose(K.conv2d_grad_weight(gy, x, (3, 3), 1, 1, d), cold_grad_weight(gy, x), atol=ATOL)
+
+
+def test_maxpool2x2_grad_float32_with_ties():
+    # the 2x2 split-rows path (large maps) in float32 routes exactly as float64 does
+    f = np.float32
+    x = np.maximum(randn((2, 8, 64, 66), 1, f), 0)  # all-zero windows: ties
+    x[0, 0, :2, :2] = 1.0
+    gy = randn((2, 8, 32, 33), 2, f)
+    gx = K.maxpool2d_grad(gy, x, 2, 2, 0, K.maxpool2d(x, 2, 2))
+    assert gx.dtype == f
+    np.testing.assert_array_equal(gx, K.maxpool2d_grad(gy.astype(np.float64), x.astype(np.float64), 2, 2))

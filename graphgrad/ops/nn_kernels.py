@@ -1,5 +1,5 @@
-"""NumPy helpers for the layer ops that `graphgrad.kernels` does not cover: dropout masks,
-the transpose of max-pooling's gradient routing and batch normalization.
+"""NumPy helpers for the layer ops that `graphgrad.kernels` does not cover: dropout masks
+and batch normalization.
 
 This module's source is pasted into generated modules, so it imports numpy only.
 """
@@ -19,33 +19,6 @@ def dropout_mask(x, rate, seed, state):
         rng = state[key] = np.random.default_rng(seed)
     keep = rng.random(x.shape, dtype=np.float32) >= rate
     return keep.astype(x.dtype) * (1.0 / (1.0 - rate))  # a Python float: float32 stays float32
-
-
-def maxpool2d_gather(c, x, kernel, stride, padding):
-    """``c`` read at each pooling window's first arg-max of ``x``: the transpose of maxpool2d_grad.
-
-    Loops over the kh·kw kernel taps only; each tap is a strided view of all windows.
-    """
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    N, C, H, W = x.shape
-    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-    xp = np.full((N, C, H + 2 * ph, W + 2 * pw), -np.inf, dtype=x.dtype)
-    xp[:, :, ph:ph + H, pw:pw + W] = x
-    cp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=c.dtype)
-    cp[:, :, ph:ph + H, pw:pw + W] = c
-    windows = [(i, j) for i in range(kh) for j in range(kw)]
-
-    def tap(a, i, j):
-        return a[:, :, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw]
-
-    y = np.max([tap(xp, i, j) for i, j in windows], axis=0)
-    out = np.zeros((N, C, Ho, Wo), dtype=c.dtype)
-    free = np.ones(out.shape, dtype=bool)  # windows whose arg-max is not yet found (PyTorch: the first wins)
-    for i, j in windows:
-        hit = (tap(xp, i, j) == y) & free
-        free &= ~hit
-        np.copyto(out, tap(cp, i, j), where=hit)
-    return out
 
 
 def _channel_sums(x):
