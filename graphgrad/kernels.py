@@ -92,7 +92,7 @@ class _KnPlanes:
     """
 
     def __init__(self, shape, dtype, kernel_hw, padding, dilation):
-        N, C, H, W = shape
+        N, C, H, W = self.shape = shape
         (kh, kw), (ph, pw), (dh, dw) = kernel_hw, padding, dilation
         reach_h, reach_w = (kh - 1) * dh, (kw - 1) * dw
         self.Hs, self.Ws = H + ph + max(0, ph - reach_h), W + pw + max(0, pw - reach_w)
@@ -106,7 +106,6 @@ class _KnPlanes:
                                    (self.flat.strides[0], dh * self.Ws * b, dw * b, b), writeable=False)
         self.cols = self.source = None  # allocated on first use
         self.holds_columns = False  # whether cols are im2col of the array copied in source
-        self.nbytes = self.flat.nbytes + (C * kh * kw * self.L + N * C * H * W) * b  # with cols and source
 
     def planes_of(self, x):
         """Load x; returns its planes (C, L), a view of the buffer, whose zero
@@ -143,30 +142,21 @@ class _KnPlanes:
         return y
 
 
-_kn_workspaces = {}
-_KN_WORKSPACE_BYTES = 1 << 26
-
-
-def _kn_planes(role, x, kernel_hw, padding, dilation):
-    """The workspace for a conv input of x's shape; `role` keeps apart arrays
-    whose geometries coincide (a conv's input and its output gradient).
-
-    Workspaces stay until they would hold more than _KN_WORKSPACE_BYTES in all
-    (big or many shapes, e.g. varying batch sizes): then the cache starts
-    over, which only costs re-allocation and reuse.
-    """
-    key = (role, x.shape, x.dtype.str, kernel_hw, padding, dilation)
-    planes = _kn_workspaces.get(key)
-    if planes is None:
-        planes = _KnPlanes(x.shape, x.dtype, kernel_hw, padding, dilation)
-        if sum(p.nbytes for p in _kn_workspaces.values()) + planes.nbytes > _KN_WORKSPACE_BYTES:
-            _kn_workspaces.clear()
-        if planes.nbytes <= _KN_WORKSPACE_BYTES:
-            _kn_workspaces[key] = planes
+def _kn_planes(workspace, role, x, kernel_hw, padding, dilation):
+    """The planes of a conv input of x's shape, kept in ``workspace`` (the compiled step's
+    state; None: a fresh one) for the next call; `role` keeps apart arrays whose geometries
+    coincide (a conv's input and its output gradient).  A new batch size replaces them."""
+    if workspace is None:
+        return _KnPlanes(x.shape, x.dtype, kernel_hw, padding, dilation)
+    kept = workspace.setdefault("_conv_planes", {})
+    key = (role, x.shape[1:], x.dtype.str, kernel_hw, padding, dilation)
+    planes = kept.get(key)
+    if planes is None or planes.shape != x.shape:
+        planes = kept[key] = _KnPlanes(x.shape, x.dtype, kernel_hw, padding, dilation)
     return planes
 
 
-def _kn_correlate(role, x, w, padding, dilation):
+def _kn_correlate(workspace, role, x, w, padding, dilation):
     """Stride-1 cross-correlation of x (N, C, H, W) with w (O, C, kh, kw), in
     the workspace of `role` ("x": a conv's input, "gy": its output gradient).
 
@@ -175,7 +165,7 @@ def _kn_correlate(role, x, w, padding, dilation):
     GEMM giving every tap's output, then col2im.
     """
     O, C, kh, kw = w.shape
-    planes = _kn_planes(role, x, (kh, kw), padding, dilation)
+    planes = _kn_planes(workspace, role, x, (kh, kw), padding, dilation)
     L = planes.L
     # small inputs take im2col too: one copy costs fewer calls than kh*kw adds
     if C <= O or C * kh * kw * L < 1 << 18:
@@ -189,7 +179,7 @@ def _kn_correlate(role, x, w, padding, dilation):
     return planes.crop(z)
 
 
-def _kn_correlation_weight_grad(gy, x, kernel_hw, padding, dilation):
+def _kn_correlation_weight_grad(workspace, gy, x, kernel_hw, padding, dilation):
     """conv2d_grad_weight at stride 1: gw[o, c, i, j] = sum_q gy[o, q] x[c, q + tap],
     one GEMM of one side's im2col columns with the other side's pixel rows.
 
@@ -199,8 +189,8 @@ def _kn_correlation_weight_grad(gy, x, kernel_hw, padding, dilation):
     """
     (kh, kw), (ph, pw), (dh, dw) = kernel_hw, padding, dilation
     O, C = gy.shape[1], x.shape[1]
-    xs = _kn_planes("x", x, kernel_hw, padding, dilation)
-    gs = _kn_planes("gy", gy, kernel_hw, ((kh - 1) * dh - ph, (kw - 1) * dw - pw), dilation)
+    xs = _kn_planes(workspace, "x", x, kernel_hw, padding, dilation)
+    gs = _kn_planes(workspace, "gy", gy, kernel_hw, ((kh - 1) * dh - ph, (kw - 1) * dw - pw), dilation)
     x_cols = xs.cached_columns(x)
     gy_cols = None if x_cols is not None else gs.cached_columns(gy)
     if x_cols is None and gy_cols is None:
@@ -258,7 +248,7 @@ def _kn_pointwise(stride, padding, kernel_hw):
 # convolution
 # --------------------------------------------------------------------------
 
-def conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+def conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), workspace=None):
     """Cross-correlation like torch.nn.functional.conv2d (no bias, groups=1).
 
     x (N, C, H, W), w (O, C, kh, kw) -> (N, O, Ho, Wo).
@@ -269,7 +259,7 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     if _kn_pointwise(stride, padding, (kh, kw)):
         return np.matmul(w.reshape(O, C), x.reshape(N, C, H * W)).reshape(N, O, H, W)
     if stride == (1, 1) and _kn_planes_pay_off(x, O, (kh, kw)):
-        return _kn_correlate("x", x, w, padding, dilation)
+        return _kn_correlate(workspace, "x", x, w, padding, dilation)
     # per-image im2col and GEMMs, written straight into NCHW order
     Ho = conv_out_len(H, kh, stride[0], padding[0], dilation[0])
     Wo = conv_out_len(W, kw, stride[1], padding[1], dilation[1])
@@ -278,7 +268,7 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     return y.reshape(N, O, Ho, Wo)
 
 
-def conv2d_grad_input(gy, w, input_hw, stride, padding, dilation):
+def conv2d_grad_input(gy, w, input_hw, stride, padding, dilation, workspace=None):
     """Gradient of conv2d w.r.t. x, shape (N, C, H, W) with (H, W) = input_hw."""
     (sh, sw), (ph, pw), (dh, dw) = as_pair(stride), as_pair(padding), as_pair(dilation)
     H, W = input_hw
@@ -290,7 +280,7 @@ def conv2d_grad_input(gy, w, input_hw, stride, padding, dilation):
         # the transpose of a stride-1 correlation: correlate gy, padded by the
         # kernel's reach minus the padding, with the flipped, transposed kernel
         flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-        return _kn_correlate("gy", gy, flipped, ((kh - 1) * dh - ph, (kw - 1) * dw - pw), (dh, dw))
+        return _kn_correlate(workspace, "gy", gy, flipped, ((kh - 1) * dh - ph, (kw - 1) * dw - pw), (dh, dw))
     # one GEMM gives every tap's contribution (col2im columns); each tap then
     # adds into a strided slice of a padded buffer (a tap touches distinct
     # pixels, so plain slice adds replace np.add.at).  When the stride steps
@@ -311,7 +301,7 @@ def conv2d_grad_input(gy, w, input_hw, stride, padding, dilation):
     return gxp[:, :, ph:ph + H, pw:pw + W]
 
 
-def conv2d_grad_weight(gy, x, kernel_hw, stride, padding, dilation):
+def conv2d_grad_weight(gy, x, kernel_hw, stride, padding, dilation, workspace=None):
     """Gradient of conv2d w.r.t. w, shape (O, C, kh, kw)."""
     (sh, sw), (ph, pw), (dh, dw) = as_pair(stride), as_pair(padding), as_pair(dilation)
     kh, kw = kernel_hw
@@ -323,7 +313,7 @@ def conv2d_grad_weight(gy, x, kernel_hw, stride, padding, dilation):
         return gw.reshape(O, C, 1, 1)
     if (_kn_fits_planes((sh, sw), (ph, pw), (kh, kw), (dh, dw), (H, W), (Ho, Wo))
             and _kn_planes_pay_off(x, O, (kh, kw))):
-        return _kn_correlation_weight_grad(gy, x, (kh, kw), (ph, pw), (dh, dw))
+        return _kn_correlation_weight_grad(workspace, gy, x, (kh, kw), (ph, pw), (dh, dw))
     cols = _kn_im2col(x, kh, kw, Ho, Wo, (sh, sw), (ph, pw), (dh, dw))
     # Batched GEMM against the transposed view avoids copying cols into a
     # (N*Ho*Wo, K) layout; the (N, O, K) partials are tiny to sum.
@@ -331,7 +321,7 @@ def conv2d_grad_weight(gy, x, kernel_hw, stride, padding, dilation):
     return gw.reshape(O, C, kh, kw)
 
 
-def conv_transpose2d(x, w, stride, padding, output_padding=(0, 0), dilation=(1, 1)):
+def conv_transpose2d(x, w, stride, padding, output_padding=(0, 0), dilation=(1, 1), workspace=None):
     """Like torch.nn.functional.conv_transpose2d (no bias, groups=1).
 
     x (N, Cin, H, W), w (Cin, Cout, kh, kw) -> (N, Cout, Ho, Wo) with
@@ -351,7 +341,7 @@ def conv_transpose2d(x, w, stride, padding, output_padding=(0, 0), dilation=(1, 
     kh, kw = w.shape[2:]
     Ho = (H - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
     Wo = (W - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
-    return conv2d_grad_input(x, w, (Ho, Wo), (sh, sw), (ph, pw), (dh, dw))
+    return conv2d_grad_input(x, w, (Ho, Wo), (sh, sw), (ph, pw), (dh, dw), workspace)
 
 
 def conv1d(x, w, stride=1, padding=0, dilation=1):

@@ -370,20 +370,18 @@ def test_maxpool_grad_with_forward_output_and_gather_at(k, s, p):
 # the input gradient (C > O), or builds per-image columns (C*kh*kw <= O: no workspaces)
 @pytest.mark.parametrize("C,O", [(2, 3), (4, 2), (1, 16)])
 @pytest.mark.parametrize("d", [(1, 1), (2, 1)])
-@pytest.mark.parametrize("kept", [True, False])  # False: a workspace budget too small to keep any
-def test_conv_weight_grad_reuses_workspaces_safely(C, O, d, kept, monkeypatch):
-    if not kept:
-        monkeypatch.setattr(K, "_KN_WORKSPACE_BYTES", 0)
+@pytest.mark.parametrize("kept", [True, False])  # False: no workspace, nothing kept between calls
+def test_conv_weight_grad_reuses_workspaces_safely(C, O, d, kept):
+    workspace = {} if kept else None
     x, w = randn((2, C, 60, 64), 1), randn((O, C, 3, 3), 2)  # large enough for the planes layout
 
     def cold_grad_weight(gy, x):
-        K._kn_workspaces.clear()
         return K.conv2d_grad_weight(gy, x, (3, 3), 1, 1, d)
 
     def step(x, gy):
-        y = K.conv2d(x, w, 1, 1, d)
-        K.conv2d_grad_input(gy, w, x.shape[2:], 1, 1, d)
-        return y, K.conv2d_grad_weight(gy, x, (3, 3), 1, 1, d)
+        y = K.conv2d(x, w, 1, 1, d, workspace)
+        K.conv2d_grad_input(gy, w, x.shape[2:], 1, 1, d, workspace)
+        return y, K.conv2d_grad_weight(gy, x, (3, 3), 1, 1, d, workspace)
 
     gy = randn(K.conv2d(x, w, 1, 1, d).shape, 3)
     y, gw = step(x, gy)
@@ -394,11 +392,12 @@ def test_conv_weight_grad_reuses_workspaces_safely(C, O, d, kept, monkeypatch):
     np.testing.assert_array_equal(y, y_before)
     np.testing.assert_array_equal(gw, gw_before)
     # inputs changed in place after the forward: the weight gradient reads the new values
-    K.conv2d(x, w, 1, 1, d)
-    K.conv2d_grad_input(gy, w, x.shape[2:], 1, 1, d)
+    K.conv2d(x, w, 1, 1, d, workspace)
+    K.conv2d_grad_input(gy, w, x.shape[2:], 1, 1, d, workspace)
     x[1, -1, 3, 2] += 1.0
     gy[0, 0, 0, 0] -= 1.0
-    np.testing.assert_allclose(K.conv2d_grad_weight(gy, x, (3, 3), 1, 1, d), cold_grad_weight(gy, x), atol=ATOL)
+    np.testing.assert_allclose(K.conv2d_grad_weight(gy, x, (3, 3), 1, 1, d, workspace), cold_grad_weight(gy, x),
+                               atol=ATOL)
 
 
 def test_maxpool2x2_grad_float32_with_ties():

@@ -84,7 +84,9 @@ CONV_TEST = {"stride": (2, 1), "padding": (1, 0), "dilation": (1, 2)}
 
 register(Op(
     name="conv2d", arity=2, shape=_conv2d_shape, dtype=same_dtype_as_first, kernels=(K.conv2d,),
-    emit=lambda args, a: f"conv2d({args[0]}, {args[1]}, {_geometry_args(a)})",
+    # `state` keeps the kernels' padded planes and columns between calls (and lends the weight
+    # gradient the columns its forward built)
+    emit=lambda args, a: f"conv2d({args[0]}, {args[1]}, {_geometry_args(a)}, workspace=state)",
     vjps=(lambda g, args, out, a: conv2d_grad_input(g, args[1], args[0].shape[2:], a),
           lambda g, args, out, a: conv2d_grad_weight(g, args[0], args[1].shape[2:], a)),
     domain=("real", "real"), test_shapes=((2, 3, 6, 7), (4, 3, 3, 2)), test_attrs=CONV_TEST,
@@ -93,7 +95,8 @@ register(Op(
 register(Op(
     name="conv2d_grad_input", arity=2, shape=_grad_input_shape, dtype=same_dtype_as_first,
     kernels=(K.conv2d_grad_input,),
-    emit=lambda args, a: f"conv2d_grad_input({args[0]}, {args[1]}, {tuple(a['input_hw'])}, {_geometry_args(a)})",
+    emit=lambda args, a: (f"conv2d_grad_input({args[0]}, {args[1]}, {tuple(a['input_hw'])}, {_geometry_args(a)}, "
+                          "workspace=state)"),
     vjps=(lambda g, args, out, a: conv2d(g, args[1], a),
           lambda g, args, out, a: conv2d_grad_weight(args[0], g, args[1].shape[2:], a)),
     domain=("real", "real"), test_shapes=((2, 4, 3, 5), (4, 3, 3, 2)), test_attrs={**CONV_TEST, "input_hw": (6, 7)},
@@ -102,7 +105,8 @@ register(Op(
 register(Op(
     name="conv2d_grad_weight", arity=2, shape=_grad_weight_shape, dtype=same_dtype_as_first, fresh=True,
     kernels=(K.conv2d_grad_weight,),
-    emit=lambda args, a: f"conv2d_grad_weight({args[0]}, {args[1]}, {tuple(a['kernel_hw'])}, {_geometry_args(a)})",
+    emit=lambda args, a: (f"conv2d_grad_weight({args[0]}, {args[1]}, {tuple(a['kernel_hw'])}, {_geometry_args(a)}, "
+                          "workspace=state)"),
     vjps=(lambda g, args, out, a: conv2d(args[1], g, a),
           lambda g, args, out, a: conv2d_grad_input(args[0], g, args[1].shape[2:], a)),
     domain=("real", "real"), test_shapes=((2, 4, 3, 5), (2, 3, 6, 7)), test_attrs={**CONV_TEST, "kernel_hw": (3, 2)},
@@ -137,7 +141,7 @@ register(Op(
     name="conv_transpose2d", arity=2, shape=_conv_transpose_shape, dtype=same_dtype_as_first,
     kernels=(K.conv_transpose2d,),
     emit=lambda args, a: (f"conv_transpose2d({args[0]}, {args[1]}, {pair(a['stride'])}, {pair(a['padding'])}, "
-                          f"{pair(a['output_padding'])}, {pair(a['dilation'])})"),
+                          f"{pair(a['output_padding'])}, {pair(a['dilation'])}, workspace=state)"),
     # conv_transpose2d(x, w) is conv2d_grad_input(x, w) for an input of the output's size, so its
     # transposes are conv2d (for x) and conv2d_grad_weight with the roles of x and g swapped (for w)
     vjps=(lambda g, args, out, a: conv2d(g, args[1], a),
