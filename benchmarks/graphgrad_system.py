@@ -130,7 +130,6 @@ class GraphgradSystem:
         t0 = time.perf_counter()
         self.train = gg.compile(loss, optimizer=gg.optim.SGD(lr=LR))
         self.compile_seconds = time.perf_counter() - t0  # the harness's "cached" row reads it
-        self._eval = None
         self._loss = loss
         self.one_thread = _OneBlasThread()
 
@@ -139,10 +138,11 @@ class GraphgradSystem:
             return float(self.train(self.params, **self.feeds))
 
     def loss(self) -> float:
-        if self._eval is None:  # the forward value of the training-mode graph (BatchNorm on batch statistics)
-            self._eval = gg.compile(self._loss, training=True)
+        # the forward value of the training-mode graph (BatchNorm on batch statistics); the harness asks
+        # once, so the compiled forward (and its workspace) is not kept beside the step's
+        evaluate = gg.compile(self._loss, training=True)
         with self.one_thread:
-            return float(self._eval(self.params, **self.feeds))
+            return float(evaluate(self.params, **self.feeds))
 
 
 def graphgrad_factory(params, data):
