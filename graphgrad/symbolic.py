@@ -250,7 +250,7 @@ def shape_formula(op_name: str, attrs: dict = None, size=None, kernel=None):
     >>> import graphgrad.symbolic as s
     >>> s.shape_formula("conv2d", {"stride": 2, "padding": 1}, size=28, kernel=3)
     14
-    >>> formula, text = s.SHAPE_FORMULAS["conv2d"]
+    >>> formula, text, *_ = s.SHAPE_FORMULAS["conv2d"]
     >>> text
     '⌊(H + 2p − d(k−1) − 1)/s⌋ + 1'
     """
