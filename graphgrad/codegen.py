@@ -334,10 +334,12 @@ class _Emitter:
     def _value(self, expr, syms, reduced, printer, args):
         """The node's value as one NumPy expression (a fresh array)."""
         value = printer.doprint(reduced)
+        # a copy where the expression is an argument itself: an elementwise value is never a view,
+        # which the buffer plan and the outputs rely on
         if not set(syms) <= expr.free_symbols:  # e.g. x*0 simplified to 0: keep the shape and dtype
             shapes = ", ".join(f"np.shape({a})" for a in args)
-            value = f"np.broadcast_to(np.asarray({value}, dtype=F), np.broadcast_shapes({shapes}))"
-        return value
+            return f"np.array(np.broadcast_to(np.asarray({value}, dtype=F), np.broadcast_shapes({shapes})))"
+        return f"np.array({value})" if reduced.is_Symbol else value
 
     def _chain(self, node, data, args, syms, temps, reduced, printer, var, out):
         """Source lines evaluating the node into ``out`` by a `UfuncChain`, the CSE temporaries of the
