@@ -68,14 +68,16 @@ class BatchNorm(Layer):
             raise GraphError(f"BatchNorm {self.name!r} normalizes {c} channels, got input shape {x.shape}")
         axes = (0,) + tuple(range(2, x.ndim))
         along_channels = (1, c) + (1,) * (x.ndim - 2)
-        # primitives with per-channel vjps; the stats node also feeds the running statistics
+        # the statistics are one primitive (also read by the running statistics); the rest is a
+        # per-channel scale and shift, x·scale + shift, which fuses with what follows (ReLU, a residual)
         stats = x.graph.apply("batch_norm_stats", [x])
-        batch_normalized = x.graph.apply("batch_norm", [x, stats, self.gamma, self.beta], {"eps": float(self.eps)})
-        running_normalized = ((x - self.running_mean.reshape(along_channels))
-                              / F.sqrt(self.running_var.reshape(along_channels) + self.eps))
+        scale = self.gamma / F.sqrt(stats[1] + self.eps)
+        shift = self.beta - stats[0] * scale
+        running_scale = self.gamma / F.sqrt(self.running_var + self.eps)
+        running_shift = self.beta - self.running_mean * running_scale
         self._update_running_stats(x, stats[0], stats[1], axes)
-        return train_eval(batch_normalized,
-                          running_normalized * self.gamma.reshape(along_channels) + self.beta.reshape(along_channels))
+        scale, shift = train_eval(scale, running_scale), train_eval(shift, running_shift)
+        return x * scale.reshape(along_channels) + shift.reshape(along_channels)
 
     def _update_running_stats(self, x, mean, var, axes):
         n = x.graph.apply("axis_size", [x], {"axis": axes})  # the batch size is known only at call time

@@ -53,11 +53,3 @@ def batch_norm_stats(x, state):
     mean = _channel_sums(x) / (x.size // c)
     centered = np.subtract(x, mean.reshape((1, c) + (1,) * (x.ndim - 2)), out=_work_array(state, x.shape, x.dtype))
     return np.stack([mean, _channel_sum_squares(centered) / (x.size // c)])
-
-
-def batch_norm_affine(x, stats, gamma, beta, eps):
-    """γ (x − mean) / √(var + eps) + β per channel, as x · scale + shift (one multiply, one add)."""
-    row = (1, x.shape[1]) + (1,) * (x.ndim - 2)
-    scale = gamma / np.sqrt(stats[1] + eps)
-    y = np.multiply(x, scale.reshape(row))
-    return np.add(y, (beta - stats[0] * scale).reshape(row), out=y)

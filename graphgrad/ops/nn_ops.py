@@ -1,11 +1,12 @@
 """Ops for regularization layers: the dropout mask, the element count of a batch, and batch
 normalization.
 
-Batch normalization is two primitives: ``batch_norm_stats`` (per-channel mean and variance, which
-the running statistics also read) and ``batch_norm`` (γ (x − mean) / √(var + eps) + β given those
-statistics, one scale-and-shift pass).  Their vjps are written per channel where they can be: the
-full-size work of the x gradient is g·k + x·a + c, four passes, where differentiating through
-mean, centring, variance, division and the affine op by op took about fifteen.
+Batch normalization's statistics are one primitive, ``batch_norm_stats`` (per-channel mean and
+variance, which the running statistics also read), whose vjp is written per channel: x·a + c.
+The layer applies them as x·scale + shift with per-channel scale = γ/√(var + eps) and
+shift = β − mean·scale, plain elementwise ops that fuse with the ReLU or residual add after them;
+the full-size work of the x gradient is then g·scale + x·a + c, where differentiating through
+mean, centring, variance and division op by op took about fifteen passes.
 """
 from __future__ import annotations
 
@@ -56,15 +57,6 @@ def _batch_norm_stats_shape(shapes, attrs):
     return (2, s[1])
 
 
-def _batch_norm_shape(shapes, attrs):
-    x, stats, gamma, beta = shapes
-    c = _batch_norm_stats_shape([x], attrs)[1]
-    if tuple(stats) != (2, c) or tuple(gamma) != (c,) or tuple(beta) != (c,):
-        raise ValueError(f"batch norm of {x} needs stats (2, {c}) and gamma, beta ({c},), "
-                         f"got {stats}, {gamma}, {beta}")
-    return x
-
-
 def _batch_norm_stats_vjp(g, args, out, attrs):
     # mean = Σx / m, var = Σ(x − mean)² / m: dx = (g_mean + 2 (x − mean) g_var) / m, written as
     # x·a + c with per-channel a, c so that the full-size work is one product and one sum
@@ -77,49 +69,9 @@ def _batch_norm_stats_vjp(g, args, out, attrs):
     return x * a + c
 
 
-def _bn_terms(x, stats, gamma, g, eps):
-    """Per channel: inv_std, k = γ·inv_std, Σg and Σg·x (merged by CSE across the vjps)."""
-    axes, _ = _channels(x)
-    inv_std = 1.0 / x.graph.apply("sqrt", [stats[1] + float(eps)])
-    return inv_std, gamma * inv_std, g.sum(axis=axes), (g * x).sum(axis=axes)
-
-
-def _bn_x_vjp(g, args, out, attrs):
-    x, stats, gamma, _ = args
-    _, k, _, _ = _bn_terms(x, stats, gamma, g, attrs["eps"])
-    return g * k.reshape(_channels(x)[1])
-
-
-def _bn_stats_vjp(g, args, out, attrs):
-    # y = γ (x − mean) s + β with s = (var + eps)^−½: ∂/∂mean = −Σ g k, ∂/∂var = −½ k s² Σ g (x − mean)
-    x, stats, gamma, _ = args
-    inv_std, k, g_sum, gx_sum = _bn_terms(x, stats, gamma, g, attrs["eps"])
-    centered_sum = gx_sum - stats[0] * g_sum
-    return x.graph.apply("stack", [-k * g_sum, -0.5 * k * inv_std * inv_std * centered_sum], {"axis": 0})
-
-
-def _bn_gamma_vjp(g, args, out, attrs):
-    x, stats, gamma, _ = args
-    inv_std, _, g_sum, gx_sum = _bn_terms(x, stats, gamma, g, attrs["eps"])
-    return inv_std * (gx_sum - stats[0] * g_sum)
-
-
-def _bn_beta_vjp(g, args, out, attrs):
-    return g.sum(axis=_channels(args[0])[0])
-
-
 register(Op(
     name="batch_norm_stats", arity=1, shape=_batch_norm_stats_shape, dtype=same_dtype_as_first,
     kernels=(nn_kernels.batch_norm_stats,), emit=lambda args, a: f"batch_norm_stats({args[0]}, state)",
-    vjps=(_batch_norm_stats_vjp,), test_shapes=((4, 3, 2, 2),),
+    vjps=(_batch_norm_stats_vjp,), test_shapes=((4, 3, 2, 2),), fresh=True,
     doc="rows (mean, biased variance) per channel (axis 1), over every other axis",
-))
-register(Op(
-    name="batch_norm", arity=4, shape=_batch_norm_shape, dtype=same_dtype_as_first,
-    kernels=(nn_kernels.batch_norm_affine,),
-    emit=lambda args, a: f"batch_norm_affine({', '.join(args)}, {float(a['eps'])!r})",
-    vjps=(_bn_x_vjp, _bn_stats_vjp, _bn_gamma_vjp, _bn_beta_vjp), fresh=True,
-    domain=("real", "positive", "real", "real"), test_attrs={"eps": 1e-5},
-    test_shapes=((4, 3, 2, 2), (2, 3), (3,), (3,)),
-    doc="γ (x − mean) / √(var + eps) + β per channel (axis 1), (mean, var) = stats: one scale and shift pass",
 ))

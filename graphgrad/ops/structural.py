@@ -186,7 +186,7 @@ register(Op(
     doc="sum over axes", test_attrs={"axis": (1,)},
 ))
 register(Op(
-    name="mean", arity=1, shape=_reduce_shape, dtype=same_dtype_as_first, emit=_emit_fast_reduce("mean"),
+    name="mean", arity=1, shape=_reduce_shape, dtype=same_dtype_as_first, emit=_emit_fast_reduce("mean"), fresh=True,
     kernels=(helpers.reduce_mean,),
     vjps=(lambda g, args, out, a: g.graph.apply("mean_grad", [_kept(g, args[0], a), args[0]]),),
     doc="mean over axes", test_attrs={"axis": (0,)},
@@ -207,7 +207,7 @@ def _inner_vjp(index):
 
 
 register(Op(
-    name="inner", arity=2, shape=_inner_shape, dtype=same_dtype_as_first, vjps=_inner_vjp,
+    name="inner", arity=2, shape=_inner_shape, dtype=same_dtype_as_first, vjps=_inner_vjp, fresh=True,
     emit=lambda args, a: f"np.vdot({args[0]}, {args[1]})" + (f" / {args[0]}.size" if a["mean"] else ""),
     test_attrs={"mean": True},
     doc="Σ a·b over all elements (÷ their count when mean): one BLAS dot, no product array",
