@@ -108,10 +108,11 @@ def _helper_modules(graph) -> list:
 
 
 def kernel_sources(graph) -> str:
-    """The source of every helper module the graph's ops call, numpy import removed."""
+    """The source of every helper module the graph's ops call, its imports removed: numpy is imported
+    once, and a helper one module takes from another is pasted too (the op lists it among its kernels)."""
     parts = []
     for module in _helper_modules(graph):
-        body = re.sub(r"^import numpy as np\n", "", inspect.getsource(module), flags=re.M)
+        body = re.sub(r"^(import numpy as np|from \.\w+ import \w+)\n", "", inspect.getsource(module), flags=re.M)
         parts.append(f"# ---- helpers from {module.__name__} ----\n{body.strip()}\n")
     return "\n\n".join(parts)
 

@@ -247,3 +247,29 @@ def test_buffers_whose_lifetimes_do_not_overlap_share_a_workspace_slot():
     f(params, x=np.ones((4, 32), np.float32))
     for k in expected:  # one SGD step moved every param by exactly lr * grad
         np.testing.assert_allclose(before[k] - params[k], 0.1 * expected[k], rtol=1e-4, atol=1e-7)
+
+
+def test_saved_module_carries_the_helpers_its_kernels_share(tmp_path):
+    # the loop and batch-norm kernels take work_array from ops/helpers: it is pasted beside them
+    g = gg.Graph("shared_helpers")
+    x, c = g.input("x", (None, 20, 3)), g.input("c", (None, 2, 4, 4))
+    h = gg.nn.LSTM(8, name="lstm", lowering="loop")(x)
+    loss = (h * h).mean() + (gg.nn.BatchNorm(name="bn")(c) ** 2).mean()
+    f = gg.compile(loss, dtype="float64")
+    params = {k: v.astype(np.float64) for k, v in g.init_params(seed=0).items()}
+    feeds = {"x": np.linspace(-1, 1, 120).reshape(2, 20, 3), "c": np.arange(64.0).reshape(2, 2, 4, 4)}
+    path = tmp_path / "shared_module.py"
+    f.save(path)
+    assert "from ." not in path.read_text()
+    np.savez(tmp_path / "data.npz", **feeds, **{k.replace(".", "__"): v for k, v in params.items()})
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["graphgrad"] = None
+        sys.path.insert(0, {str(tmp_path)!r})
+        import numpy as np, shared_module
+        d = np.load({str(tmp_path / 'data.npz')!r})
+        params = {{k.replace("__", "."): d[k] for k in d.files if k not in ("x", "c")}}
+        print(repr(float(shared_module.run(params, x=d["x"], c=d["c"]))))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert float(out) == pytest.approx(float(f(params, **feeds)), rel=1e-12)

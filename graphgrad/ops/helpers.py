@@ -34,6 +34,18 @@ def one_hot(labels, num_classes, dtype):
     return np.eye(num_classes, dtype=dtype)[labels]
 
 
+def work_array(state, name, shape, dtype):
+    """Scratch array ``name`` kept in the compiled function's ``state`` between calls (a new one without
+    ``state``), for a kernel's temporaries that never leave it: reused memory is still in cache."""
+    if state is None:
+        return np.empty(shape, dtype)
+    arrays = state.setdefault("_work_arrays", {})
+    key = (name, tuple(shape), np.dtype(dtype).str)
+    if key not in arrays:
+        arrays[key] = np.empty(shape, dtype)
+    return arrays[key]
+
+
 _ONES = {}
 
 

@@ -1,9 +1,11 @@
 """NumPy helpers for the layer ops that `graphgrad.kernels` does not cover: dropout masks
 and batch normalization.
 
-This module's source is pasted into generated modules, so it imports numpy only.
+This module's source is pasted into generated modules, so it imports numpy and `helpers` only.
 """
 import numpy as np
+
+from .helpers import work_array
 
 
 def dropout_mask(x, rate, seed, state):
@@ -29,16 +31,6 @@ def _channel_sums(x):
     return np.ones(n, dtype=x.dtype) @ rows.reshape(n, c)
 
 
-def _work_array(state, shape, dtype):
-    """A scratch array kept in the compiled function's ``state`` between calls: a fresh
-    megabyte-sized temporary costs more in page faults than the pass that fills it."""
-    arrays = state.setdefault("_kernel_scratch", {})
-    key = (tuple(shape), np.dtype(dtype).str)
-    if key not in arrays:
-        arrays[key] = np.empty(shape, dtype)
-    return arrays[key]
-
-
 def _channel_sum_squares(d):
     """Σ d² per channel (axis 1) over every other axis: a row-wise dot (no squared temporary), then a GEMV."""
     n, c = d.shape[0], d.shape[1]
@@ -51,5 +43,5 @@ def batch_norm_stats(x, state):
     the centred values in a work array of ``state``)."""
     c = x.shape[1]
     mean = _channel_sums(x) / (x.size // c)
-    centered = np.subtract(x, mean.reshape((1, c) + (1,) * (x.ndim - 2)), out=_work_array(state, x.shape, x.dtype))
+    centered = np.subtract(x, mean.reshape((1, c) + (1,) * (x.ndim - 2)), out=work_array(state, "batch_norm_centered", x.shape, x.dtype))
     return np.stack([mean, _channel_sum_squares(centered) / (x.size // c)])

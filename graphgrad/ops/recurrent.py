@@ -22,7 +22,7 @@ import functools
 import operator
 from dataclasses import dataclass
 
-from . import recurrent_kernels as kernels
+from . import helpers, recurrent_kernels as kernels
 from .registry import Op, register, same_dtype_as_first
 from ..errors import GraphError
 
@@ -196,7 +196,7 @@ def _scan_vjp(index):
 
 register(Op(
     name="recurrent_scan", shape=_scan_shape, emit=_emit_scan, emit_into=_emit_scan, fresh=True, vjps=_scan_vjp,
-    kernels=(kernels.rnn_scan, kernels.lstm_scan, kernels.gru_scan),
+    kernels=(kernels.rnn_scan, kernels.lstm_scan, kernels.gru_scan, helpers.work_array),
     doc="an RNN, LSTM or GRU over a whole sequence as one loop; the result is the tape (T, N, S·H) "
         "of states and gate activations that the backward loop reuses",
     test_shapes=((2, 3, 4), (20, 4), (20, 5), (20,), (20,), (2, 5), (2, 5)), test_attrs={"cell": "lstm"},
@@ -237,7 +237,7 @@ def _no_second_derivative(g, args, out, attrs):
 register(Op(
     name="recurrent_scan_grad", shape=_scan_grad_shape, emit=_emit_scan_grad, emit_into=_emit_scan_grad, fresh=True,
     vjps=lambda index: _no_second_derivative,
-    kernels=(kernels.rnn_scan_grad, kernels.lstm_scan_grad, kernels.gru_scan_grad),
+    kernels=(kernels.rnn_scan_grad, kernels.lstm_scan_grad, kernels.gru_scan_grad, helpers.work_array),
     doc="the reverse loop of recurrent_scan: per step the gradients of the pre-activations and of the "
         "previous state (T, N, D·H); arguments: the tape, W_hh, the initial states (attr initial), the "
         "cotangents of the final states and of the states' every step named by attrs final and sequence, "
@@ -294,7 +294,7 @@ def _scatter(value, like, columns):
 register(Op(
     name="recurrent_weight_grad", shape=_weight_grad_shape, emit=_emit_weight_grad, emit_into=_emit_weight_grad,
     fresh=True, vjps=_weight_grad_vjp,
-    kernels=(kernels.scan_weight_grad,),
+    kernels=(kernels.scan_weight_grad, helpers.work_array),
     doc="the weight gradients [W_hh | b_hh | W_ih | b_ih] of a scan from its steps, tape, x (and h0): "
         "one GEMM over all steps",
     test_shapes=((3, 2, 30), (3, 2, 30), (2, 3, 4), (2, 5)), test_attrs={"cell": "lstm", "hidden": 5},

@@ -1,6 +1,6 @@
 """NumPy kernels of the recurrent scan ops: one Python loop over time forward, one in reverse.
 
-This module imports numpy only: code generation pastes its source into
+This module imports numpy and `helpers` only: code generation pastes its source (and theirs) into
 standalone generated modules.  Kernels compute in the dtype of their inputs.
 
 Both loop results are time-major, one step's blocks side by side along the last axis:
@@ -31,24 +31,14 @@ reverse loop multiplies by local derivatives that it computes a chunk of steps a
 so each step is its GEMM and a handful of elementwise calls.
 
 Large arrays are not allocated per call: results go into the generated step's reusable
-buffers (``out``) where code generation allows, temporaries into scratch arrays kept in its
-``state``; the page faults of a fresh megabyte-sized array cost more than the pass filling it.
+buffers (``out``) where code generation allows, temporaries into ``helpers.work_array`` arrays
+kept in its ``state``, whose memory is still in cache on the next call.
 """
 import numpy as np
 
+from .helpers import work_array
+
 _RK_CHUNK_BYTES = 1 << 20  # local derivatives per chunk of the reverse loop: well inside a 2 MB L2
-
-
-def _rk_scratch(state, name, shape, dtype):
-    """Scratch array ``name`` kept in the compiled function's ``state`` between calls (a new one without
-    ``state``): a fresh megabyte-sized temporary costs more in page faults than the pass that fills it."""
-    if state is None:
-        return np.empty(shape, dtype)
-    arrays = state.setdefault("_recurrent_scratch", {})
-    key = (name, tuple(shape), np.dtype(dtype).str)
-    if key not in arrays:
-        arrays[key] = np.empty(shape, dtype)
-    return arrays[key]
 
 
 def _rk_result(out, shape, dtype):
@@ -73,7 +63,7 @@ def _rk_step_inputs(x, H, h0, state):
     The forward loop writes h_t into Z[t + 1] (of Z[T] only that block is used).
     """
     N, T, I = x.shape
-    Z = _rk_scratch(state, "step_inputs", (T + 1, H + I + 1, N), x.dtype)
+    Z = work_array(state, "step_inputs", (T + 1, H + I + 1, N), x.dtype)
     Z[0, :H] = 0 if h0 is None else h0.T
     Z[:T, H:H + I] = x.transpose(1, 2, 0)
     Z[:, H + I] = 1
@@ -105,7 +95,7 @@ def _rk_chunks(T, step_bytes):
 
 def _rk_transposed(W, state):
     """Wᵀ, C-contiguous: the reverse loop's GEMM Wᵀ @ (G·H, N) runs fastest on it."""
-    W_T = _rk_scratch(state, "W_T", W.shape[::-1], W.dtype)
+    W_T = work_array(state, "W_T", W.shape[::-1], W.dtype)
     np.copyto(W_T, W.T)
     return W_T
 
@@ -159,11 +149,11 @@ def scan_weight_grad(steps, tape, x, h0, H, input_grad, recurrent_grad, state=No
     by_step = _rk_feature_major(steps)
 
     def over_steps(name, start, stop):  # (rows, T·N): the columns of all steps side by side
-        rows = _rk_scratch(state, name, (stop - start, T, N), steps.dtype)
+        rows = work_array(state, name, (stop - start, T, N), steps.dtype)
         np.copyto(rows, by_step[:, start:stop].transpose(1, 0, 2))
         return rows.reshape(stop - start, T * N)
 
-    Z = _rk_scratch(state, "weight_inputs", (H + 1 + I + 1, T, N), steps.dtype)
+    Z = work_array(state, "weight_inputs", (H + 1 + I + 1, T, N), steps.dtype)
     _rk_previous(_rk_feature_major(tape)[:, :H], None if h0 is None else h0.T, Z[:H].transpose(1, 0, 2))
     np.copyto(Z[H + 1:H + 1 + I], x.transpose(2, 1, 0))
     Z[H] = Z[-1] = 1
@@ -181,7 +171,7 @@ def scan_weight_grad(steps, tape, x, h0, H, input_grad, recurrent_grad, state=No
 def rnn_scan(x, W_ih, W_hh, b_ih, b_hh, h0=None, *, state=None, out=None):
     N, T, I = x.shape
     H = W_hh.shape[1]
-    W = _rk_step_weights(W_ih, W_hh, b_ih + b_hh, _rk_scratch(state, "step_weights", (H, H + I + 1), x.dtype))
+    W = _rk_step_weights(W_ih, W_hh, b_ih + b_hh, work_array(state, "step_weights", (H, H + I + 1), x.dtype))
     Z = _rk_step_inputs(x, H, h0, state)
     tape = _rk_result(out, (T, H, N), x.dtype)
     for t in range(T):
@@ -198,7 +188,7 @@ def rnn_scan_grad(tape, W_hh, initial, final, sequence, g_tape, truncate, state=
     W_hh_T = _rk_transposed(W_hh, state)
     dh_next, dh = _rk_final(final[0], H, N, tape.dtype), np.empty((H, N), dtype=tape.dtype)
     k, chunks = _rk_chunks(T, h[0].nbytes)
-    slope = _rk_scratch(state, "slope", (k, H, N), tape.dtype)
+    slope = work_array(state, "slope", (k, H, N), tape.dtype)
     for t0, t1 in chunks:
         _rk_tanh_slope(h[t0:t1], slope[:t1 - t0])
         for t in range(t1 - 1, t0 - 1, -1):
@@ -224,7 +214,7 @@ def _rk_lstm_scale(H, dtype):
 def lstm_scan(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, *, state=None, out=None):
     N, T, I = x.shape
     H = W_hh.shape[1]
-    W = _rk_step_weights(W_ih, W_hh, b_ih + b_hh, _rk_scratch(state, "step_weights", (4 * H, H + I + 1), x.dtype),
+    W = _rk_step_weights(W_ih, W_hh, b_ih + b_hh, work_array(state, "step_weights", (4 * H, H + I + 1), x.dtype),
                          _rk_lstm_scale(H, x.dtype))
     Z = _rk_step_inputs(x, H, h0, state)
     tape = _rk_result(out, (T, 6 * H, N), x.dtype)
@@ -281,8 +271,8 @@ def lstm_scan_grad(tape, W_hh, initial, final, sequence, g_tape, truncate, state
     dh, dc = np.empty((H, N), dtype=dtype), np.empty((H, N), dtype=dtype)
     c_start = None if initial[1] is None else initial[1].T
     k, chunks = _rk_chunks(T, 5 * rows[0, :H].nbytes)
-    P, RQ = _rk_scratch(state, "P", (k, 3, H, N), dtype), _rk_scratch(state, "RQ", (k, 2, H, N), dtype)
-    E = None if g_rows is None else _rk_scratch(state, "E", (k, 4 * H, N), dtype)
+    P, RQ = work_array(state, "P", (k, 3, H, N), dtype), work_array(state, "RQ", (k, 2, H, N), dtype)
+    E = None if g_rows is None else work_array(state, "E", (k, 4 * H, N), dtype)
     # with dc the gradient of c_t: d[i, f, g] = dc·P, d o = dh·R, dc = dc_{t+1}·f_{t+1} + dh·Q
     for t0, t1 in chunks:
         m = t1 - t0
@@ -328,7 +318,7 @@ def _rk_gru_step_weights(W_ih, W_hh, b_ih, b_hh, out):
 def gru_scan(x, W_ih, W_hh, b_ih, b_hh, h0=None, *, state=None, out=None):
     N, T, I = x.shape
     H = W_hh.shape[1]
-    W = _rk_gru_step_weights(W_ih, W_hh, b_ih, b_hh, _rk_scratch(state, "step_weights", (4 * H, H + I + 1), x.dtype))
+    W = _rk_gru_step_weights(W_ih, W_hh, b_ih, b_hh, work_array(state, "step_weights", (4 * H, H + I + 1), x.dtype))
     Z = _rk_step_inputs(x, H, h0, state)
     tape = _rk_result(out, (T, 5 * H, N), x.dtype)
     scratch = np.empty((H, N), dtype=x.dtype)
@@ -390,8 +380,8 @@ def gru_scan_grad(tape, W_hh, initial, final, sequence, g_tape, truncate, state=
     dh_next, dh, dh_z = _rk_final(final[0], H, N, dtype), np.empty((H, N), dtype=dtype), np.empty((H, N), dtype=dtype)
     h_start = None if initial[0] is None else initial[0].T
     k, chunks = _rk_chunks(T, 9 * rows[0, :H].nbytes)
-    F, slopes = _rk_scratch(state, "F", (k, 6, H, N), dtype), _rk_scratch(state, "slopes", (k, 3, H, N), dtype)
-    E = None if g_rows is None else _rk_scratch(state, "E", (k, 6, H, N), dtype)
+    F, slopes = work_array(state, "F", (k, 6, H, N), dtype), work_array(state, "slopes", (k, 3, H, N), dtype)
+    E = None if g_rows is None else work_array(state, "E", (k, 6, H, N), dtype)
     for t0, t1 in chunks:
         m = t1 - t0
         _rk_gru_local(rows[t0:t1], rows[t0 - 1, :H] if t0 else h_start, F[:m], slopes[:m])
