@@ -9,6 +9,7 @@ pasted in.
 from __future__ import annotations
 
 import builtins
+import heapq
 import inspect
 import itertools
 import keyword
@@ -243,7 +244,8 @@ class _Emitter:
     def release(self, dead):
         """``del`` the large arrays read for the last time that no workspace buffer holds: a kernel's
         fresh output is freed now instead of when the step returns."""
-        names = [self.ref(n) for n in dead if n not in self.owned | self.escaping and n not in self.updates
+        names = [self.ref(n) for n in dead
+                 if n not in self.owned and n not in self.escaping and n not in self.updates
                  and _large(self.graph.nx.nodes[n]["shape"])
                  and not get_op(self.graph.nx.nodes[n]["op"]).source and self.ref(n).isidentifier()]
         if names:
@@ -424,14 +426,14 @@ def share_buffers(graph, order, emitter) -> dict:
 
     ranges = sorted((pos[node], pos[node] if scratch else end(node), name, graph.nx.nodes[node]["shape"])
                     for name, (node, scratch) in emitter.buffers.items())
-    slots, busy, free = {}, [], {}  # name -> slot; (end, slot, shape) in use; shape -> free slots
+    slots, busy, free = {}, [], {}  # name -> slot; heap of (end, slot, shape) in use; shape -> free slots
+    new_slots = (f"buf{k}" for k in itertools.count())
     for start, stop, name, shape in ranges:
-        for item in [b for b in busy if b[0] < start]:
-            busy.remove(item)
-            free.setdefault(item[2], []).append(item[1])
-        slot = free[shape].pop() if free.get(shape) else f"buf{len(set(slots.values()))}"
-        slots[name] = slot
-        busy.append((stop, slot, shape))
+        while busy and busy[0][0] < start:
+            _, slot, released = heapq.heappop(busy)
+            free.setdefault(released, []).append(slot)
+        slots[name] = free[shape].pop() if free.get(shape) else next(new_slots)
+        heapq.heappush(busy, (stop, slots[name], shape))
     return slots
 
 

@@ -132,8 +132,8 @@ class UfuncChain:
         that could put an inf (0 · inf = NaN) where the select takes 0.  Dividing by a smaller
         value (a batch size, a per-channel scale) is allowed: where it is 0, every element of
         that slice is non-finite either way."""
-        if masked_product_ok(a) or not self.full(a) or a.is_Symbol:
-            return masked_product_ok(a) or not self.full(a)
+        if masked_product_ok(a) or not self.full(a):
+            return True
         return (a.is_Mul or a.is_Add) and all(self._maskable(t) for t in a.args)
 
     def _fold(self, e, dest, operands, ops):
