@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-import re
 
 import networkx as nx
 import numpy as np
 
 from .errors import GraphError
 from .ops import get_op
+from .ops.elementwise import node_formula
+from . import validate
 
 SOURCE_OPS = ("input", "param", "const")
 
@@ -116,7 +117,7 @@ class Tensor:
         return self._apply("max", axis=normalize_axis(axis, self.ndim), keepdims=keepdims)
 
     def astype(self, dtype) -> "Tensor":
-        return self._apply("cast", to=np.dtype(dtype).name)
+        return self._apply("cast", to=validate.dtype_name(dtype, f"astype of node {self.node!r}"))
 
 
 def normalize_axis(axis, ndim) -> tuple:
@@ -156,6 +157,27 @@ def _fans(shape):
         return shape[1] * receptive, shape[0] * receptive
     n = shape[0] if shape else 1
     return n, n
+
+
+INITIALIZERS = ("zeros", "ones", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "uniform", "normal")
+
+
+def check_init(init, shape, what):
+    """A param's ``init``: a scheme named in INITIALIZERS, ("uniform", bound), ("normal", std) or an array."""
+    if isinstance(init, np.ndarray):
+        array = validate.as_array(init, f"{what}: init")
+        if array.size != int(np.prod(shape)):
+            raise GraphError(f"{what}: init array of shape {array.shape} does not fit shape {shape}")
+        return
+    kind, arg = (init + (None,))[:2] if isinstance(init, tuple) and len(init) in (1, 2) else (init, None)
+    if not isinstance(kind, str) or kind not in INITIALIZERS:
+        raise GraphError(f"{what}: unknown initializer {init!r}; use one of {', '.join(INITIALIZERS)}, "
+                         "('uniform', bound), ('normal', std) or an array")
+    if arg is not None and (isinstance(arg, bool) or not isinstance(arg, numbers.Real) or not np.isfinite(arg)
+                            or arg < 0):
+        raise GraphError(f"{what}: initializer {init!r} needs a finite non-negative number")
+    if kind == "uniform" and arg is None:
+        raise GraphError(f"{what}: initializer 'uniform' needs a bound: ('uniform', bound)")
 
 
 def initial_value(init, shape, rng, dtype):
@@ -203,6 +225,7 @@ class Graph:
         self._scopes: list[str] = []
         self._names: set[str] = set()
         self._tags: dict = {}
+        self.float_dtype = "float32"  # float64 once an input or param is: constants and layer params follow it
 
     def __repr__(self):
         return f"Graph({self.name!r}, {self.nx.number_of_nodes()} nodes)"
@@ -247,12 +270,15 @@ class Graph:
 
     # -- sources ----------------------------------------------------------
     def _source(self, op, name, shape, dtype, attrs):
+        validate.node_name(name, op)
         if name in self.nx:
             raise GraphError(f"a node named {name!r} already exists in graph {self.name!r}")
-        if not re.fullmatch(r"[A-Za-z_][\w./-]*", name):
-            raise GraphError(f"{op} name {name!r} must start with a letter and use letters, digits, '_', '.', '/' or '-'")
+        shape = validate.shape_tuple(shape, f"{op} {name!r}", batch=op != "param")
+        dtype = validate.dtype_name(dtype, f"{op} {name!r}")
         self._names.add(name)
-        self.nx.add_node(name, op=op, shape=tuple(shape), dtype=np.dtype(dtype).name, attrs=attrs)
+        self.nx.add_node(name, op=op, shape=shape, dtype=dtype, attrs=attrs)
+        if dtype == "float64":
+            self.float_dtype = dtype
         return Tensor(self, name)
 
     def input(self, name: str, shape, dtype="float32") -> Tensor:
@@ -261,23 +287,27 @@ class Graph:
 
     def param(self, name: str, shape, init="glorot_uniform", dtype="float32", trainable=True) -> Tensor:
         """A parameter living in the params dict; ``trainable=False`` for state such as running means."""
-        if any(d is None for d in shape):
-            raise GraphError(f"param {name!r} needs a concrete shape, got {tuple(shape)}")
-        return self._source("param", name, shape, dtype, {"init": init, "trainable": trainable})
+        what = f"param {name!r}"
+        shape = validate.shape_tuple(shape, f"{what} (params need a concrete shape)", batch=False)
+        check_init(init, shape, what)
+        if not isinstance(trainable, (bool, np.bool_)):
+            raise GraphError(f"{what}: trainable must be True or False, got {trainable!r}")
+        return self._source("param", name, shape, dtype, {"init": init, "trainable": bool(trainable)})
 
     def const(self, value, dtype=None) -> Tensor:
         """A constant; Python scalars stay weakly typed, as in NumPy."""
-        if isinstance(value, (bool, numbers.Number)) and not isinstance(value, np.ndarray):
-            dtype = dtype or ("bool" if isinstance(value, bool) else "float32")
-            shape, value = (), value
+        if isinstance(value, (bool, numbers.Real)) and not isinstance(value, np.ndarray):
+            dtype = validate.dtype_name(dtype or ("bool" if isinstance(value, bool) else "float32"), "const")
+            shape = ()
         else:
-            value = np.asarray(value, dtype=dtype)
-            if value.dtype == np.float64 and dtype is None:
-                value = value.astype(np.float32)
+            value = validate.as_array(value, "const")
+            if dtype is not None:
+                value = value.astype(validate.dtype_name(dtype, "const"))
+            elif value.dtype == np.float64:  # NumPy's default float follows the graph's
+                value = value.astype(self.float_dtype)
             dtype, shape = value.dtype.name, value.shape
         name = self._node_name("const")
-        self.nx.add_node(name, op="const", shape=tuple(shape), dtype=np.dtype(dtype).name, attrs={"value": value},
-                         **self._tags)
+        self.nx.add_node(name, op="const", shape=tuple(shape), dtype=dtype, attrs={"value": value}, **self._tags)
         return Tensor(self, name)
 
     # -- ops --------------------------------------------------------------
@@ -289,19 +319,28 @@ class Graph:
         return self.const(value)
 
     def apply(self, op_name: str, args, attrs=None, name=None) -> Tensor:
-        """Add a node ``op_name(*args)``; shapes are checked here."""
-        op = get_op(op_name)
+        """Add a node ``op_name(*args)``; its arity, attrs and shapes are checked here."""
+        try:
+            op = get_op(op_name)
+        except (KeyError, TypeError):
+            raise GraphError(f"unknown op {op_name!r}; gg.ops() lists the registered ones") from None
         attrs = dict(attrs or {})
         args = [self.as_tensor(a) for a in args]
-        if op.arity is not None and len(args) != op.arity:
-            raise GraphError(f"{op_name} takes {op.arity} arguments, got {len(args)}")
-        shapes = [a.shape for a in args]
         node = self._node_name(name or op_name)
+        if op.arity is not None and len(args) != op.arity:
+            raise GraphError(f"{op_name} node {node!r} takes {op.arity} arguments, got {len(args)}")
+        shapes = [a.shape for a in args]
         try:
             shape = tuple(op.shape(shapes, attrs))
-        except ValueError as e:
-            raise GraphError(f"{op_name} node {node!r}: {e}; input shapes {_fmt_shapes(shapes)}") from None
-        dtype = op.dtype([a.dtype for a in args], attrs)
+            dtype = op.dtype([a.dtype for a in args], attrs)
+            if op.elementwise:  # attrs the formula does not take fail here, not in generated code
+                node_formula(op_name, len(args), attrs)
+        except GraphError:
+            raise
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError) as e:
+            raise validate.op_failure(op_name, node, e, _fmt_shapes(shapes)) from None
+        shape = validate.shape_tuple(shape, f"{op_name} node {node!r} (from attrs {attrs})")
+        dtype = validate.dtype_name(dtype, f"{op_name} node {node!r}")
         self.nx.add_node(node, op=op_name, shape=shape, dtype=dtype, attrs=attrs, **self._tags)
         for i, a in enumerate(args):
             self.nx.add_edge(a.node, node, index=i)
@@ -357,45 +396,49 @@ class Graph:
         Cycles, unknown ops, missing or duplicate argument indices and wrong
         shapes raise `GraphError` naming the node.
         """
-        if not nx.is_directed_acyclic_graph(G):
-            cycle = nx.find_cycle(G)
-            raise GraphError(f"graph has a cycle through node {cycle[0][0]!r}: {[e[0] for e in cycle]}")
+        validate.check_digraph(G)
         g = cls(name or G.graph.get("name") or "graph")
         for node in nx.lexicographical_topological_sort(G, key=str):
+            op_name = validate.check_node_data(G, node, get_op)
+            args = validate.argument_indices(G, node, op_name)
             data = G.nodes[node]
-            op_name = data.get("op")
-            if op_name is None:
-                raise GraphError(f"node {node!r} has no 'op' attribute")
-            try:
-                get_op(op_name)
-            except KeyError as e:
-                raise GraphError(f"node {node!r}: {e.args[0]}") from None
-            edges = G.in_edges(node, data=True)
-            indices = sorted(e[2].get("index", -1) for e in edges)
-            if indices != list(range(len(indices))):
-                raise GraphError(f"node {node!r} ({op_name}): argument indices must be 0..{len(indices) - 1} once each, got {indices}")
-            attrs = dict(data.get("attrs") or {})
+            attrs = validate.plain_attrs(data.get("attrs"), f"{op_name} node {node!r}")
             if op_name in SOURCE_OPS:
                 _add_source(g, node, op_name, data, attrs)
                 continue
-            args = [u for u, _, d in sorted(edges, key=lambda e: e[2]["index"])]
-            made = g.apply(op_name, [Tensor(g, a) for a in args], attrs, name=str(node))
+            made = g.apply(op_name, [Tensor(g, a) for a in args], attrs, name=node)
             if made.node != node:  # the name was free in G, so it must be here too
                 raise GraphError(f"node name {node!r} clashes with a generated name")
             declared = data.get("shape")
             if declared is not None and tuple(declared) != made.shape:
                 raise GraphError(f"node {node!r} ({op_name}): declared shape {tuple(declared)} but its inputs "
                                  f"{_fmt_shapes([g.nx.nodes[a]['shape'] for a in args])} give {made.shape}")
+            declared = data.get("dtype")
+            if declared is not None and validate.dtype_name(declared, node) != made.dtype:
+                raise GraphError(f"node {node!r} ({op_name}): declared dtype {declared} but its inputs give "
+                                 f"{made.dtype}")
         return g
 
 
 def _add_source(g, node, op_name, data, attrs):
-    if "shape" not in data:
-        raise GraphError(f"{op_name} node {node!r} has no 'shape'")
-    dtype = data.get("dtype", "float32")
-    g._names.add(node)
-    g.nx.add_node(node, op=op_name, shape=tuple(data["shape"]), dtype=np.dtype(dtype).name,
-                  attrs={"init": "glorot_uniform", "trainable": True} | attrs if op_name == "param" else attrs)
+    dtype = data.get("dtype") or "float32"
+    if op_name == "input":
+        g.input(node, data["shape"], dtype)
+    elif op_name == "param":
+        attrs = {"init": "glorot_uniform", "trainable": True} | attrs
+        g.param(node, data["shape"], attrs.pop("init"), dtype, attrs.pop("trainable"))
+        g.nx.nodes[node]["attrs"] |= attrs
+    else:
+        if "value" not in attrs:
+            raise GraphError(f"const node {node!r} has no attrs['value']")
+        value = validate.as_array(attrs["value"], f"const node {node!r}")
+        shape = validate.shape_tuple(data["shape"], f"const node {node!r}", batch=False)
+        if value.shape != shape:
+            raise GraphError(f"const node {node!r}: declared shape {shape} but its value has shape {value.shape}")
+        dtype = validate.dtype_name(dtype, f"const node {node!r}")
+        value = attrs["value"] if not shape and not isinstance(attrs["value"], np.ndarray) else value.astype(dtype)
+        g._names.add(node)
+        g.nx.add_node(node, op=op_name, shape=shape, dtype=dtype, attrs=attrs | {"value": value})
 
 
 def _fmt_shapes(shapes) -> str:

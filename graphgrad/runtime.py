@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import linecache
@@ -19,7 +20,9 @@ from .autodiff import grad
 from .codegen import generate
 from .errors import GraphError
 from .ir import Tensor, canonical
+from .ops import get_op
 from .passes import PASSES, REWRITES, dead_code, fuse_elementwise, optimise
+from . import validate
 
 _MODULES: dict = {}  # cache key -> loaded module, for this process
 
@@ -54,7 +57,7 @@ def write_atomic(path, text: str) -> None:
 def _relevant_nodes(graph, outputs):
     import networkx as nx
 
-    roots = [o.node for o in outputs] + [n for n, d in graph.nx.nodes(data=True) if d["op"] == "assign"]
+    roots = [o.node for o in outputs] + [n for n, d in graph.nx.nodes(data=True) if d.get("op") == "assign"]
     return set(roots).union(*(nx.ancestors(graph.nx, r) for r in roots))
 
 
@@ -137,14 +140,25 @@ def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single
 
 def _keep_feasible_updates(work, outs, training):
     """Keep the graph's own state updates (running statistics) in training mode, when their inputs are fed."""
+    kept = set(feasible_updates(work, outs, training))
+    work.nx.remove_nodes_from([n for n in _param_updates(work) if n not in kept])
+
+
+def _param_updates(graph):
+    return [n for n, d in graph.nx.nodes(data=True) if d["op"] == "assign" and d["attrs"].get("target") == "params"]
+
+
+def feasible_updates(graph, outs, training) -> list:
+    """The ``assign`` nodes into params that a call computing ``outs`` runs: in training mode, those
+    whose inputs are all fed."""
     import networkx as nx
 
-    needed = {n for o in outs for n in nx.ancestors(work.nx, o.node) | {o.node}}
-    fed = {n for n in needed if work.nx.nodes[n]["op"] == "input"}
-    for node in [n for n, d in work.nx.nodes(data=True) if d["op"] == "assign" and d["attrs"].get("target") == "params"]:
-        inputs = {a for a in nx.ancestors(work.nx, node) if work.nx.nodes[a]["op"] == "input"}
-        if not training or not inputs <= fed:
-            work.nx.remove_node(node)
+    if not training:
+        return []
+    needed = {n for o in outs for n in nx.ancestors(graph.nx, o.node) | {o.node}}
+    fed = {n for n in needed if graph.nx.nodes[n]["op"] == "input"}
+    return [node for node in _param_updates(graph)
+            if {a for a in nx.ancestors(graph.nx, node) if graph.nx.nodes[a]["op"] == "input"} <= fed]
 
 
 def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_finite=False) -> "Compiled":
@@ -167,9 +181,14 @@ def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_
     outputs = [outputs] if single else list(outputs)
     if not outputs:
         raise GraphError("compile needs at least one output")
+    if not all(isinstance(o, Tensor) for o in outputs):
+        raise GraphError(f"compile takes Tensors, got {[type(o).__name__ for o in outputs]}")
     graph = outputs[0].graph
     for o in outputs:
         graph.as_tensor(o)
+        if o.node not in graph.nx:
+            raise GraphError(f"output node {o.node!r} is no longer in graph {graph.name!r}")
+    validate.check_ir(graph.nx, get_op, _relevant_nodes(graph, outputs))
     if optimizer is not None and wrt is None:
         wrt = graph.params
     wrt = _wrt_tensors(graph, wrt) if wrt is not None else None
@@ -177,7 +196,9 @@ def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_
         raise GraphError(f"gradients need a scalar first output, but {outputs[0].op} node {outputs[0].node!r} "
                          f"has shape {outputs[0].shape}")
     mode = "step" if optimizer is not None else "grads" if wrt is not None else "value"
-    dtype = np.dtype(dtype).name if dtype else _default_dtype(graph)
+    dtype = validate.dtype_name(dtype, "compile") if dtype else _default_dtype(graph)
+    if not dtype.startswith("float"):
+        raise GraphError(f"compile computes in float32 or float64, not {dtype}")
     key = _cache_key(graph, outputs, wrt, optimizer, training, dtype, check_finite, single)
     module = _MODULES.get(key) or _load_cached(key)
     work = None
@@ -186,6 +207,8 @@ def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_
         module = _load(key, source)
     _MODULES[key] = module
     compiled = Compiled(module, graph, work, outputs, optimizer)
+    compiled.writes = ({w.node for w in wrt} if optimizer else set()) | \
+        {graph.nx.nodes[n]["attrs"]["key"] for n in feasible_updates(graph, outputs, training)}
     compiled.cached = work is None  # served from the in-memory or on-disk cache
     # a cache hit skips the build; drawings rebuild the graphs on first use
     compiled._rebuild = lambda: _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode)[1]
@@ -207,6 +230,7 @@ class Compiled:
         self.outputs = outputs
         self.optimizer = optimizer
         self.state = module.new_state()
+        self.writes = set()  # the params a call writes in place (optimizer updates, running statistics)
 
     @property
     def source(self) -> str:
@@ -250,14 +274,29 @@ class Compiled:
 
     def __call__(self, params, **feeds):
         feeds = check_feeds(self.module.INPUTS, feeds, known={t.node for t in self.graph.inputs})
-        check_params(self.module.PARAMS, params)
+        # every check before the step runs, so that a call applies all its updates or none
+        params = check_params(self.module.PARAMS, params, writes=self.writes)
+        empty = any(v.size == 0 for v in feeds.values())
+        if empty and self.module.MODE != "value":
+            raise GraphError(f"empty batch (input {next(k for k, v in feeds.items() if v.size == 0)!r} has no "
+                             f"elements): the {self.module.MODE} of a mean over no examples is undefined")
         try:
-            results = self.module.step(params, feeds, self.state)
+            with _quiet() if empty else contextlib.nullcontext():  # an empty forward is empty or NaN, as in PyTorch
+                results = self.module.step(params, feeds, self.state)
         except FloatingPointError as e:
             raise GraphError(str(e)) from None
         except Exception as e:  # report the node, not a NumPy traceback into generated code
             raise GraphError(_runtime_message(e, self.module)) from e
         return self.module.unpack(results)
+
+
+@contextlib.contextmanager
+def _quiet():
+    import warnings
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 def _runtime_message(error, module) -> str:
@@ -288,12 +327,10 @@ def check_feeds(spec: dict, feeds: dict, known=()) -> dict:
     batch = None
     checked = {}
     for name, (shape, dtype) in spec.items():
-        value = np.asarray(feeds[name])
+        value = validate.as_array(feeds[name], f"input {name!r}")
         kind = value.dtype.kind
         if dtype.startswith(("int", "uint")) and kind not in "iu":
             raise GraphError(f"input {name!r} expects integers ({dtype}), got {value.dtype}")
-        if dtype.startswith("float") and kind not in "fiub":
-            raise GraphError(f"input {name!r} expects numbers ({dtype}), got {value.dtype}")
         if value.ndim != len(shape) or any(d is not None and d != v for d, v in zip(shape, value.shape)):
             raise GraphError(f"input {name!r} expects shape {_fmt(shape)}, got {value.shape}")
         for d, v in zip(shape, value.shape):
@@ -305,10 +342,28 @@ def check_feeds(spec: dict, feeds: dict, known=()) -> dict:
     return checked
 
 
-def check_params(spec: dict, params: dict) -> None:
+def check_params(spec: dict, params: dict, writes=()) -> dict:
+    """Validate params against the declared shapes: real numbers of the right shape, and the ones in
+    ``writes`` (updated in place by the call) writable float arrays."""
+    if not isinstance(params, dict):
+        raise GraphError(f"params must be a dict name -> array (graph.init_params() makes one), got "
+                         f"{type(params).__name__}")
     for name, (shape, _) in spec.items():
         if name not in params:
             raise GraphError(f"params has no entry for param {name!r} (shape {_fmt(shape)}); "
                              "use graph.init_params() to make one")
-        if tuple(np.shape(params[name])) != tuple(shape):
-            raise GraphError(f"param {name!r} expects shape {_fmt(shape)}, got {np.shape(params[name])}")
+        value = validate.as_array(params[name], f"param {name!r}")
+        if value.shape != tuple(shape):
+            raise GraphError(f"param {name!r} expects shape {_fmt(shape)}, got {value.shape}")
+        if name in writes:
+            array = params[name]
+            if not isinstance(array, np.ndarray):
+                raise GraphError(f"param {name!r} is updated in place, so it must be a NumPy array, got "
+                                 f"{type(array).__name__}; nothing was updated")
+            if array.dtype.kind != "f":
+                raise GraphError(f"param {name!r} is updated in place, so it must hold floats, got {array.dtype}; "
+                                 "nothing was updated")
+            if not array.flags.writeable:
+                raise GraphError(f"param {name!r} is updated in place but its array is read-only; nothing was "
+                                 "updated")
+    return params

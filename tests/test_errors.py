@@ -128,7 +128,7 @@ def test_from_networkx_builds_a_hand_written_graph():
 @pytest.mark.parametrize("damage, message", [
     (lambda G: G.add_edge("s", "m", index=2), "cycle"),
     (lambda G: G.nodes["m"].update(op="frobnicate"), "node 'm'.*unknown op 'frobnicate'"),
-    (lambda G: G.remove_edge("b", "m"), "node 'm' \\(matmul\\)|matmul takes 2"),
+    (lambda G: G.remove_edge("b", "m"), "matmul node 'm' takes 2 arguments, got 1"),
     (lambda G: G.add_edge("b", "m", index=1), "node 'm' \\(matmul\\): argument indices"),
     (lambda G: G.nodes["m"].update(shape=(2, 5)), "node 'm' \\(matmul\\): declared shape \\(2, 5\\)"),
     (lambda G: G.nodes["b"].update(shape=(4, 4)), "matmul node 'm'.*\\(2, 3\\), \\(4, 4\\)"),
