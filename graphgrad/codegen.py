@@ -20,7 +20,7 @@ import sympy
 
 from .autodiff import topological_order
 from .ops import get_op
-from .ops.elementwise import masked_product_ok, node_formula
+from .ops.elementwise import masked_product_ok, node_formula, node_kernels
 from .ops.printer import NumPyEmitter, Target, UfuncChain
 
 _RESERVED = {"np", "F", "results", "params", "feeds", "state", "step", "run", "unpack", "buffer", "_workspace"}
@@ -104,7 +104,8 @@ def _literal(value) -> str:
 
 def _helper_modules(graph) -> list:
     """The modules defining the helper functions the graph's ops call, in a stable order."""
-    modules = {inspect.getmodule(k) for n in graph.nx.nodes for k in get_op(graph.nx.nodes[n]["op"]).kernels}
+    modules = {inspect.getmodule(k) for n, d in graph.nx.nodes(data=True)
+               for k in node_kernels(get_op(d["op"]), graph.nx.in_degree(n), d["attrs"])}
     return sorted(modules, key=lambda m: m.__name__)
 
 

@@ -18,7 +18,6 @@ def _op_function(op_name, doc, **defaults):
 sigmoid = _op_function("sigmoid", "σ(x) = 1 / (1 + e^−x), evaluated without overflow.")
 tanh = _op_function("tanh", "Hyperbolic tangent.")
 relu = _op_function("relu", "max(x, 0).")
-gelu = _op_function("gelu", "GELU with the tanh approximation, as PyTorch's approximate='tanh'.")
 softplus = _op_function("softplus", "log(1 + e^x), evaluated without overflow.")
 silu = _op_function("silu", "x · σ(x) (swish).")
 exp = _op_function("exp", "e^x.")
@@ -26,6 +25,14 @@ log = _op_function("log", "Natural logarithm.")
 log1p = _op_function("log1p", "log(1 + x), accurate for small x.")
 sqrt = _op_function("sqrt", "Square root.")
 abs = _op_function("abs", "|x|.")  # noqa: A001  (the NumPy name)
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU x·Φ(x): exact, with the error function, by default; ``approximate="tanh"`` for
+    x/2 · (1 + tanh(√(2/π)(x + 0.044715x³))), as PyTorch's ``gelu``."""
+    if approximate not in ("none", "tanh"):
+        raise GraphError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return x.graph.apply("gelu", [x], {"approximate": approximate})
 
 
 def leaky_relu(x: Tensor, alpha: float = 0.01) -> Tensor:
@@ -38,7 +45,7 @@ def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
     return x.graph.apply("elu", [x], {"alpha": float(alpha)})
 
 
-leaky_relu.op, elu.op = "leaky_relu", "elu"
+gelu.op, leaky_relu.op, elu.op = "gelu", "leaky_relu", "elu"
 
 
 def maximum(a, b) -> Tensor:

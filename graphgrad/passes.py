@@ -13,7 +13,7 @@ import sympy
 from .autodiff import topological_order
 from .ir import canonical
 from .ops import get_op
-from .ops.elementwise import expr_symbols, node_formula, select, sigmoid, softplus
+from .ops.elementwise import expr_symbols, node_formula, node_kernels, select, sigmoid, softplus
 
 MAX_FUSED_OPS = 400  # beyond this a fused expression costs more to simplify than it saves
 FOLD_LIMIT = 4096  # fold constants only up to this many elements
@@ -93,7 +93,7 @@ def _evaluate(op, data, values):
     names = [f"a{i}" for i in range(len(values))]
     namespace = {"np": np, "F": np.dtype(data["dtype"]).type if data["dtype"].startswith("float") else np.float64,
                  "state": {},  # a kernel's work arrays, thrown away after folding
-                 **{k.__name__: k for k in op.kernels}, **dict(zip(names, values))}
+                 **{k.__name__: k for k in node_kernels(op, len(values), data["attrs"])}, **dict(zip(names, values))}
     if op.elementwise:
         from .ops.printer import emit_expr
 

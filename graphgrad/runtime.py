@@ -40,18 +40,29 @@ def _code_version() -> str:
     return _code_version.value
 
 
-def write_atomic(path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+def write_atomic(path, content) -> None:
+    """Write ``content`` (text or bytes) to ``path`` so that readers see the old file or the whole new one,
+    never a part: a temporary file beside it, synced, then renamed over it.  The file gets the mode a
+    plain ``open`` would give it (the umask's), or keeps the mode of the file it replaces."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+            os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o22)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _relevant_nodes(graph, outputs):

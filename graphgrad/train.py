@@ -2,22 +2,27 @@
 from __future__ import annotations
 
 import io
-import os
-import pathlib
-import tempfile
 import time
+import warnings
+import zipfile
 
 import numpy as np
 
 from .errors import GraphError
+from .runtime import write_atomic
+from . import validate
 
 
-def batches(data: dict, batch_size: int, rng=None):
-    """Yield dicts of aligned mini-batches, shuffled when ``rng`` is given."""
+def batches(data: dict, batch_size: int, rng=None, merge_single: bool = False):
+    """Yield dicts of aligned mini-batches, shuffled when ``rng`` is given; with ``merge_single`` a last
+    batch of one example joins the batch before it."""
     n = len(next(iter(data.values())))
     order = rng.permutation(n) if rng is not None else np.arange(n)
-    for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
+    starts = list(range(0, n, batch_size))
+    if merge_single and len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    for start, stop in zip(starts, starts[1:] + [n]):
+        idx = order[start:stop]
         yield {k: v[idx] for k, v in data.items()}
 
 
@@ -27,17 +32,25 @@ def fit(step, params: dict, data: dict, epochs: int = 1, batch_size: int = 32, v
 
     ``val`` is an optional ``callable(params) -> float`` (e.g. accuracy)
     evaluated after each epoch.  Returns the history: per-epoch mean loss,
-    validation values and examples per second.
+    validation values and examples per second.  A graph with BatchNorm cannot
+    train on a batch of one, so a last batch of one example is merged into the
+    batch before it (with a warning).
     """
+    from .nn.regularization import has_batch_norm
+
     rng = np.random.default_rng(seed)
     n = len(next(iter(data.values())))
+    merge_single = n > 1 and n % batch_size == 1 and has_batch_norm(step.graph)
+    if merge_single:
+        warnings.warn(f"gg.fit: {n} examples in batches of {batch_size} leave a last batch of 1 example, which "
+                      "BatchNorm cannot normalize in training; it is merged into the batch before it", stacklevel=2)
     history = {"loss": [], "val": [], "examples_per_s": []}
     from tqdm.auto import tqdm  # here, not at import: it is 20 ms of every `import graphgrad`
 
     bar = tqdm(total=epochs * n, unit="ex", disable=not progress, leave=False)
     for epoch in range(epochs):
         losses, start = [], time.perf_counter()
-        for batch in batches(data, batch_size, rng):
+        for batch in batches(data, batch_size, rng, merge_single):
             losses.append(float(step(params, **batch)))
             bar.update(len(next(iter(batch.values()))))
             bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}", refresh=False)
@@ -51,24 +64,31 @@ def fit(step, params: dict, data: dict, epochs: int = 1, batch_size: int = 32, v
 
 def save_params(path, params: dict) -> None:
     """Save params as .npz, atomically: a reader sees the old file or the complete new one."""
+    arrays = {name: validate.as_array(value, f"param {name!r}") for name, value in params.items()}
     buffer = io.BytesIO()
-    np.savez(buffer, **params)
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:  # leave no partial temporary file behind
-        os.unlink(tmp)
-        raise
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())
 
 
 def load_params(path, graph=None) -> dict:
-    """Load params saved by `save_params`; with ``graph``, check names and shapes against its params."""
-    with np.load(path) as data:
-        params = {k: data[k] for k in data.files}
+    """Load params saved by `save_params`; with ``graph``, check names and shapes against its params.
+
+    A missing, unreadable, truncated or foreign file raises `GraphError` naming the file and what is wrong.
+    """
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise GraphError(f"{path}: holds a single array of shape {np.shape(data)}, not a params archive; "
+                             "save_params writes an .npz of name -> array")
+        with data:
+            params = {k: data[k] for k in data.files}
+    except GraphError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as e:
+        raise GraphError(f"{path}: cannot read params ({_file_problem(e)})") from None
+    for name, value in params.items():
+        if value.dtype.kind not in "fiub":
+            raise GraphError(f"{path}: array {name!r} holds {value.dtype} values, not numbers")
     if graph is not None:
         expected = {t.node: t.shape for t in graph.params + graph.state}
         for name, shape in expected.items():
@@ -78,3 +98,13 @@ def load_params(path, graph=None) -> dict:
                 raise GraphError(f"{path}: param {name!r} has shape {params[name].shape}, graph {graph.name!r} "
                                  f"expects {shape}")
     return params
+
+
+def _file_problem(error) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "it is a directory"
+    if isinstance(error, (EOFError, zipfile.BadZipFile)):
+        return f"not a complete .npz archive: truncated or not written by save_params ({error})"
+    return f"{type(error).__name__}: {str(error).split(chr(10))[0]}"

@@ -86,3 +86,8 @@ class BatchNorm(Layer):
         for stat, value in ((self.running_mean, mean), (self.running_var, unbiased)):
             x.graph.apply("assign", [(1 - m) * stat + m * value], {"target": "params", "key": stat.node},
                           name=f"update_{stat.node.rsplit('.', 1)[1]}")
+
+
+def has_batch_norm(graph) -> bool:
+    """Whether the graph normalizes by batch statistics in training (a batch of one cannot be)."""
+    return any(d.get("op") == "batch_norm_stats" for _, d in graph.nx.nodes(data=True))

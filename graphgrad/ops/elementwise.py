@@ -16,6 +16,7 @@ import sympy
 from sympy.printing.precedence import PRECEDENCE
 from sympy.codegen.cfunctions import expm1, log1p
 
+from . import special_kernels
 from .registry import Op, register
 from .shapes import broadcast_shapes, unbroadcast
 
@@ -123,6 +124,105 @@ class softplus(sympy.Function):
         return f"np.logaddexp(0, {p._print(self.args[0])})"
 
 
+# constants as Floats, not sqrt(2) and pi: printed as np.sqrt(2) they would be float64 scalars, and a float32
+# array times a float64 NumPy scalar is float64
+SQRT_HALF, SQRT_2_OVER_PI, TWO_OVER_SQRT_PI = (sympy.Float(v, 17) for v in (0.5 ** 0.5, (2 / 3.141592653589793) ** 0.5,
+                                                                        2 / 3.141592653589793 ** 0.5))
+
+
+class erf(sympy.Function):
+    """The error function, emitted as a call to a float64-accurate NumPy kernel (no SciPy)."""
+
+    nargs = 1
+    kernels = (special_kernels.erf,)  # pasted into generated code wherever the function appears
+
+    def fdiff(self, argindex=1):
+        return TWO_OVER_SQRT_PI * gaussian(self.args[0])
+
+    def _eval_rewrite_as_erf(self, x, **kwargs):
+        return sympy.erf(x)
+
+    def _numpycode(self, p):
+        return f"erf({p._print(self.args[0])})"
+
+    def _latex(self, p):
+        return rf"\operatorname{{erf}}\left({p._print(self.args[0])}\right)"
+
+
+class gaussian(sympy.Function):
+    """e^(−x²), emitted with x clipped to ±40 (where it is 0 in float64 anyway) so that x² cannot overflow."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return -2 * self.args[0] * self
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return sympy.exp(-x ** 2)
+
+    def _numpycode(self, p):
+        return f"np.exp(-np.square(np.clip({p._print(self.args[0])}, -40, 40)))"
+
+
+class tanh_clipped(sympy.Function):
+    """x clipped to ±10 for printing only: beyond, tanh(√(2/π)(x + 0.044715x³)) is ±1 in float64, and the
+    clip keeps x³ from overflowing to inf (and inf · 0 = NaN in a derivative) at |x| = 1e30 in float32."""
+
+    nargs = 1
+
+    def _numpycode(self, p):
+        return f"np.clip({p._print(self.args[0])}, -10, 10)"
+
+
+class gelu_tanh(sympy.Function):
+    """GELU's tanh approximation x/2 · (1 + tanh(√(2/π)(x + 0.044715x³))), PyTorch's approximate='tanh'."""
+
+    nargs = 1
+
+    @staticmethod
+    def inner(x):
+        return SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)
+
+    def fdiff(self, argindex=1):
+        return gelu_tanh_grad(self.args[0])
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):  # the textbook form (not "as_tanh": the printer expands that)
+        return x / 2 * (1 + sympy.tanh(self.inner(x)))
+
+    def _numpycode(self, p):
+        x = self.args[0]
+        return p._print(x / 2 * (1 + sympy.tanh(self.inner(tanh_clipped(x)))))
+
+
+class gelu_tanh_grad(sympy.Function):
+    """d/dx of `gelu_tanh`: (1 + t)/2 + x/2 · (1 − t²) · √(2/π)(1 + 3·0.044715x²), t = tanh(inner(x)),
+    printed with x clipped to ±10 (beyond, the derivative is 0 or 1 to float64 rounding)."""
+
+    nargs = 1
+
+    @staticmethod
+    def formula(x):
+        t = sympy.tanh(gelu_tanh.inner(x))
+        return (1 + t) / 2 + x / 2 * (1 - t ** 2) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x ** 2)
+
+    def fdiff(self, argindex=1):
+        return sympy.diff(self.formula(self.args[0]), self.args[0])
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return self.formula(x)
+
+    def _numpycode(self, p):
+        return p._print(self.formula(tanh_clipped(self.args[0])))
+
+
+def _gelu(x, approximate="none"):
+    if approximate == "tanh":
+        return gelu_tanh(x)
+    if approximate != "none":
+        raise ValueError(f"gelu approximate must be 'none' (exact, erf) or 'tanh', got {approximate!r}")
+    return x / 2 * (1 + erf(x * SQRT_HALF))
+
+
 class elu(sympy.Function):
     """elu(x, α) = x for x > 0, else α(e^x − 1)."""
 
@@ -226,6 +326,15 @@ def _local_derivative(name, n, akey, index):
     return d
 
 
+def node_kernels(op, n, attrs) -> tuple:
+    """The helpers a node's emission calls: its op's kernels and, for an elementwise node, those of the
+    SymPy functions in its formula (erf in the exact GELU and its derivative, fused or not)."""
+    if not op.elementwise:
+        return op.kernels
+    expr, _ = node_formula(op.name, n, attrs)
+    return op.kernels + tuple(k for f in expr.atoms(sympy.Function) for k in getattr(f, "kernels", ()))
+
+
 def local_derivative(name, n, attrs, index):
     """∂ op / ∂ argument ``index`` as a SymPy expression of the argument symbols and ``y``."""
     return _local_derivative(name, n, attrs_key(attrs), index)
@@ -297,8 +406,7 @@ elementwise("softplus", (X,), softplus, doc="log(1 + e^x), computed without over
 elementwise("leaky_relu", (X,), lambda x, alpha=0.01: select(x, x, alpha * x), domain=("nonzero",),
             doc="x for x > 0, else αx", test_attrs={"alpha": 0.1})
 elementwise("elu", (X,), lambda x, alpha=1.0: elu(x, alpha), domain=("nonzero",), doc="x for x > 0, else α(e^x − 1)")
-elementwise("gelu", (X,), lambda x: x / 2 * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (x + 0.044715 * x ** 3))),
-            doc="GELU, tanh approximation (PyTorch's approximate='tanh')")
+elementwise("gelu", (X,), _gelu, doc="GELU x·Φ(x), exact (erf) or approximate='tanh', as PyTorch's")
 elementwise("silu", (X,), lambda x: x * sigmoid(x), doc="x · σ(x)")
 elementwise("maximum", (A, B), maximum, domain=("real", "real"), doc="elementwise max")
 elementwise("minimum", (A, B), minimum, domain=("real", "real"), doc="elementwise min")

@@ -42,6 +42,8 @@ def batch_norm_stats(x, state):
     """Rows (mean, biased variance) per channel (axis 1) of ``x``, over every other axis (two-pass,
     the centred values in a work array of ``state``)."""
     c = x.shape[1]
+    if x.size == c:  # as PyTorch: the variance of one value is no statistic (and n / (n - 1) divides by 0)
+        raise ValueError(f"BatchNorm in training needs more than 1 value per channel, got input shape {x.shape}")
     mean = _channel_sums(x) / (x.size // c)
     centered = np.subtract(x, mean.reshape((1, c) + (1,) * (x.ndim - 2)), out=work_array(state, "batch_norm_centered", x.shape, x.dtype))
     return np.stack([mean, _channel_sum_squares(centered) / (x.size // c)])
