@@ -537,5 +537,6 @@ def run(params, **feeds):
 
 
 def _check_finite_source(value, node, op):
+    value = np.asarray(value)  # a batch size is a Python float
     if value.dtype.kind == "f" and not np.isfinite(value).all():
         raise FloatingPointError(f"node {node!r} ({op}) produced NaN or Inf")

@@ -297,7 +297,7 @@ class Graph:
     def const(self, value, dtype=None) -> Tensor:
         """A constant; Python scalars stay weakly typed, as in NumPy."""
         if isinstance(value, (bool, numbers.Real)) and not isinstance(value, np.ndarray):
-            dtype = validate.dtype_name(dtype or ("bool" if isinstance(value, bool) else "float32"), "const")
+            dtype = validate.dtype_name(dtype or ("bool" if isinstance(value, bool) else self.float_dtype), "const")
             shape = ()
         else:
             value = validate.as_array(value, "const")
@@ -333,12 +333,16 @@ class Graph:
         try:
             shape = tuple(op.shape(shapes, attrs))
             dtype = op.dtype([a.dtype for a in args], attrs)
-            if op.elementwise:  # attrs the formula does not take fail here, not in generated code
-                node_formula(op_name, len(args), attrs)
         except GraphError:
             raise
         except (ValueError, KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError) as e:
             raise validate.op_failure(op_name, node, e, _fmt_shapes(shapes)) from None
+        if op.elementwise:  # attrs the formula does not take fail here, not in generated code
+            try:
+                node_formula(op_name, len(args), attrs)
+            except Exception as e:  # noqa: BLE001 -- SymPy raises many kinds for bad arguments
+                raise GraphError(f"{op_name} node {node!r}: attrs {attrs} do not fit the op's formula "
+                                 f"({type(e).__name__}: {e})") from None
         shape = validate.shape_tuple(shape, f"{op_name} node {node!r} (from attrs {attrs})")
         dtype = validate.dtype_name(dtype, f"{op_name} node {node!r}")
         self.nx.add_node(node, op=op_name, shape=shape, dtype=dtype, attrs=attrs, **self._tags)
@@ -386,6 +390,7 @@ class Graph:
         new = Graph(self.name)
         new.nx = self.nx.copy()
         new._names = set(self._names)
+        new.float_dtype = self.float_dtype
         return new
 
     # -- interchange ------------------------------------------------------

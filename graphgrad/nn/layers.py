@@ -42,7 +42,8 @@ class Layer:
             return self.forward(x, *args, **kwargs)
 
     def param(self, suffix, shape, init="glorot_uniform", trainable=True) -> Tensor:
-        return self.graph.param(f"{self.name}.{suffix}", shape, init=init, trainable=trainable)
+        return self.graph.param(f"{self.name}.{suffix}", shape, init=init, dtype=self.graph.float_dtype,
+                                trainable=trainable)
 
     def build(self, x, *args, **kwargs):
         pass
