@@ -134,10 +134,10 @@ def constant_fold(graph):
 X = sympy.Symbol("x", real=True)
 
 
-def _rewrite_log_of(graph, inner_op, make):
-    """Rewrite every ``log(inner_op(...))`` node with ``make(graph, node, inner)``."""
+def _rewrite_log_of(graph, inner_op, make, outer="log"):
+    """Rewrite every ``log(inner_op(...))`` (or ``outer(inner_op(...))``) node with ``make(graph, node, inner)``."""
     matches = [n for n, d in graph.nx.nodes(data=True)
-               if d["op"] == "log" and graph.nx.nodes[graph.args(n)[0]]["op"] == inner_op]
+               if d["op"] == outer and graph.nx.nodes[graph.args(n)[0]]["op"] == inner_op]
     matches = [n for n in matches if make(graph, n, graph.args(n)[0], dry_run=True)]
     if not matches:
         return graph
@@ -162,16 +162,50 @@ def _to_log_sigmoid(graph, node, inner, dry_run):
     return True
 
 
-def _to_log1p(graph, node, inner, dry_run):
+def _is_one(graph, node) -> bool:
+    data = graph.nx.nodes[node]
+    return data["op"] == "const" and data["shape"] == () and data["attrs"]["value"] == 1
+
+
+def _one_plus(graph, node, inner, op=None):
+    """The ``x`` of an ``inner = 1 + x`` whose shape is ``node``'s (and whose op is ``op``), else None."""
     args = graph.args(inner)
-    ones = [i for i, a in enumerate(args) if graph.nx.nodes[a]["op"] == "const"
-            and graph.nx.nodes[a]["shape"] == () and graph.nx.nodes[a]["attrs"]["value"] == 1]
+    ones = [i for i, a in enumerate(args) if _is_one(graph, a)]
     other = args[1 - ones[0]] if ones else None
     if other is None or graph.nx.nodes[other]["shape"] != graph.nx.nodes[node]["shape"]:
+        return None
+    return other if op is None or graph.nx.nodes[other]["op"] == op else None
+
+
+def _to_log1p(graph, node, inner, dry_run):
+    other = _one_plus(graph, node, inner)
+    if other is None:
         return False
     if not dry_run:
         graph.nx.nodes[node].update(op="log1p", attrs={})
         _set_args(graph.nx, node, [other])
+    return True
+
+
+def _to_log_one_minus_sigmoid(graph, node, inner, dry_run):
+    one, s = graph.args(inner)
+    if not (_is_one(graph, one) and graph.nx.nodes[s]["op"] == "sigmoid"
+            and graph.nx.nodes[s]["shape"] == graph.nx.nodes[node]["shape"]):
+        return False
+    if not dry_run:
+        a0 = expr_symbols(1)[0]
+        graph.nx.nodes[node].update(op="expr", attrs={"expr": -softplus(a0)})
+        _set_args(graph.nx, node, graph.args(s))
+    return True
+
+
+def _to_softplus(graph, node, inner, dry_run):
+    exp = _one_plus(graph, node, inner, op="exp") if graph.nx.nodes[node]["op"] == "log" else inner
+    if exp is None:
+        return False
+    if not dry_run:
+        graph.nx.nodes[node].update(op="softplus", attrs={})
+        _set_args(graph.nx, node, graph.args(exp))
     return True
 
 
@@ -185,6 +219,17 @@ def log_sigmoid_rewrite(graph):
     return _rewrite_log_of(graph, "sigmoid", _to_log_sigmoid)
 
 
+def log_one_minus_sigmoid_rewrite(graph):
+    """log(1 − σ(x)) -> −softplus(x): finite for x = 1e4, where 1 − σ(x) rounds to 0."""
+    return _rewrite_log_of(graph, "sub", _to_log_one_minus_sigmoid)
+
+
+def softplus_rewrite(graph):
+    """log(1 + eˣ) and log1p(eˣ) -> softplus(x): no overflow to inf for x = 1000."""
+    graph = _rewrite_log_of(graph, "add", _to_softplus)
+    return _rewrite_log_of(graph, "exp", _to_softplus, outer="log1p")
+
+
 def log1p_rewrite(graph):
     """log(1 + x) -> log1p(x): accurate for tiny x."""
     return _rewrite_log_of(graph, "add", _to_log1p)
@@ -195,6 +240,8 @@ log_softmax_rewrite.identity = (sympy.log(sympy.exp(X) / (sympy.exp(X) + sympy.S
                                 X - sympy.log(sympy.exp(X) + sympy.Symbol("s", positive=True)))
 log_sigmoid_rewrite.identity = (sympy.log(sigmoid(X)), -softplus(-X))
 log1p_rewrite.identity = (sympy.log(1 + X), sympy.codegen.cfunctions.log1p(X))
+log_one_minus_sigmoid_rewrite.identity = (sympy.log(1 - sigmoid(X)), -softplus(X))
+softplus_rewrite.identity = (sympy.log(1 + sympy.exp(X)), softplus(X))
 
 
 # -- pooling before pointwise work ----------------------------------------------------
@@ -348,7 +395,8 @@ def fuse_elementwise(graph):
     return dead_code(work) if changed else graph
 
 
-STABILITY_PASSES = (log_softmax_rewrite, log_sigmoid_rewrite, log1p_rewrite)
+STABILITY_PASSES = (log_softmax_rewrite, log_sigmoid_rewrite, log_one_minus_sigmoid_rewrite, softplus_rewrite,
+                    log1p_rewrite)
 REWRITES = (*STABILITY_PASSES, pool_before_relu, inner_products)  # also run before differentiation: the backward gains
 PASSES = (dead_code, *REWRITES, constant_fold, common_subexpressions, fuse_elementwise)  # fusion last
 

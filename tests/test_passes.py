@@ -210,3 +210,31 @@ def test_inner_products_leave_broadcasting_products_alone():
     a, b = g.input("a", (2, 3)), g.input("b", (3,))
     graph = rooted((a * b).sum())
     assert passes.inner_products(graph) is graph
+
+
+def test_log_one_minus_sigmoid_rewrite():
+    g = gg.Graph()
+    z = g.input("z", (3,))
+    out = passes.log_one_minus_sigmoid_rewrite(rooted(gg.log(1.0 - gg.sigmoid(z))))
+    assert "sigmoid" not in ops_of(out) and "log" not in ops_of(out)
+    np.testing.assert_allclose(evaluate(out, {"z": np.array([1e4, 0.0, -30.0])}),
+                               [-1e4, np.log(0.5), -np.log1p(np.exp(-30.0))])
+
+
+@pytest.mark.parametrize("build", [lambda z: gg.log(1.0 + gg.exp(z)), lambda z: gg.log1p(gg.exp(z))])
+def test_softplus_rewrite(build):
+    g = gg.Graph()
+    z = g.input("z", (3,))
+    out = passes.softplus_rewrite(rooted(build(z)))
+    assert "softplus" in ops_of(out) and "exp" not in ops_of(out)
+    np.testing.assert_allclose(evaluate(out, {"z": np.array([1e3, 0.0, -30.0])}), [1e3, np.log(2.0), np.exp(-30.0)])
+
+
+def test_stable_rewrites_give_finite_values_and_gradients_through_compile():
+    g = gg.Graph()
+    z = g.input("z", (None,))
+    loss = (gg.log(1.0 - gg.sigmoid(z)) + gg.log(1.0 + gg.exp(z))).sum()
+    with np.errstate(all="raise"):
+        value, grads = gg.compile(loss, wrt=[z])({}, z=np.array([1e4, -1e4, 0.5], np.float32))
+    assert np.isfinite(value) and np.isfinite(grads["z"]).all()
+    np.testing.assert_allclose(grads["z"], [0.0, 0.0, 0.0], atol=1e-6)  # −σ(z) + σ(z)
