@@ -313,3 +313,13 @@ def test_check_finite_compiles_and_runs_every_model(name):
     value, grads = gg.compile(loss, wrt=g.params, check_finite=True)(params, **feeds)
     assert np.isfinite(value) and all(np.isfinite(v).all() for v in grads.values())
     assert np.isfinite(gg.compile(logits, training=False, check_finite=True)(params, **feeds)).all()
+
+
+# -- gradients through indexing ----------------------------------------------------------------------------------
+def test_gradient_of_a_scalar_index():
+    g = gg.Graph()
+    w = g.param("w", (3,))
+    value, grads = gg.compile((w * w)[0], wrt=[w])({"w": np.array([2.0, 3.0, 4.0], np.float32)})
+    assert float(value) == 4.0 and grads["w"].dtype == np.float32
+    np.testing.assert_array_equal(grads["w"], [4.0, 0.0, 0.0])
+    gg.check_grad((w * w)[1] * 3.0, {"w": np.array([2.0, 3.0, 4.0])}, {})

@@ -275,7 +275,8 @@ register(Op(
 ))
 register(Op(
     name="scatter", arity=2, shape=lambda s, a: s[1], dtype=same_dtype_as_first, kernels=(helpers.scatter_into_zeros,),
-    emit=lambda args, a: f"scatter_into_zeros({args[0]}, {args[1]}, {_emit_index(a['index'])})",
+    # the cotangent may be a Python float (the seed of a scalar output): give it the step's float dtype
+    emit=lambda args, a: f"scatter_into_zeros(np.asarray({args[0]}, F), {args[1]}, {_emit_index(a['index'])})",
     vjps=(lambda g, args, out, a: g[tuple(_as_index(a["index"]))], None),
     doc="the vjp of getitem: a written into zeros shaped like b", test_shapes=((2,), (3, 4)),
     test_attrs={"index": (("slice", 1, None, None), 2)},
