@@ -1,6 +1,8 @@
 """Declare: the public functions that add op nodes, and the losses built from them."""
 from __future__ import annotations
 
+import numbers
+
 from .errors import GraphError
 from .ir import Tensor, normalize_axis
 
@@ -37,12 +39,18 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
 
 def leaky_relu(x: Tensor, alpha: float = 0.01) -> Tensor:
     """x for x > 0, else αx."""
-    return x.graph.apply("leaky_relu", [x], {"alpha": float(alpha)})
+    return x.graph.apply("leaky_relu", [x], {"alpha": _real(alpha, "leaky_relu alpha")})
 
 
 def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
     """x for x > 0, else α(e^x − 1)."""
-    return x.graph.apply("elu", [x], {"alpha": float(alpha)})
+    return x.graph.apply("elu", [x], {"alpha": _real(alpha, "elu alpha")})
+
+
+def _real(value, what) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise GraphError(f"{what} must be a real number, got {value!r}")
+    return float(value)
 
 
 gelu.op, leaky_relu.op, elu.op = "gelu", "leaky_relu", "elu"

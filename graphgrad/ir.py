@@ -124,7 +124,9 @@ def normalize_axis(axis, ndim) -> tuple:
     """Axes as a sorted tuple of non-negative ints (``None`` means all)."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis) if isinstance(axis, (tuple, list)) else None
+    if axes is None or any(isinstance(a, bool) or not isinstance(a, numbers.Integral) for a in axes):
+        raise GraphError(f"axis must be an int or a tuple of ints, got {axis!r}")
     out = []
     for a in axes:
         if not -ndim <= a < ndim:

@@ -287,10 +287,11 @@ class Compiled:
         feeds = check_feeds(self.module.INPUTS, feeds, known={t.node for t in self.graph.inputs})
         # every check before the step runs, so that a call applies all its updates or none
         params = check_params(self.module.PARAMS, params, writes=self.writes)
-        empty = any(v.size == 0 for v in feeds.values())
+        empty = [name for name, (shape, _) in self.module.INPUTS.items()
+                 if None in shape and feeds[name].shape[shape.index(None)] == 0]
         if empty and self.module.MODE != "value":
-            raise GraphError(f"empty batch (input {next(k for k, v in feeds.items() if v.size == 0)!r} has no "
-                             f"elements): the {self.module.MODE} of a mean over no examples is undefined")
+            raise GraphError(f"empty batch: input {empty[0]!r} has batch size 0, and gradients (so training "
+                             "steps) of a loss over no examples are undefined; skip the batch")
         try:
             with _quiet() if empty else contextlib.nullcontext():  # an empty forward is empty or NaN, as in PyTorch
                 results = self.module.step(params, feeds, self.state)
