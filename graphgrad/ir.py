@@ -443,7 +443,8 @@ def _add_source(g, node, op_name, data, attrs):
         if value.shape != shape:
             raise GraphError(f"const node {node!r}: declared shape {shape} but its value has shape {value.shape}")
         dtype = validate.dtype_name(dtype, f"const node {node!r}")
-        value = attrs["value"] if not shape and not isinstance(attrs["value"], np.ndarray) else value.astype(dtype)
+        value = value.astype(dtype)
+        value = value.item() if not shape and not isinstance(attrs["value"], np.ndarray) else value  # weakly typed
         g._names.add(node)
         g.nx.add_node(node, op=op_name, shape=shape, dtype=dtype, attrs=attrs | {"value": value})
 

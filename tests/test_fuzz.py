@@ -177,15 +177,18 @@ def test_malformed_feeds_and_params_raise_only_graph_error_and_change_nothing(da
     for name in data.draw(st.lists(st.sampled_from(sorted(feeds)), max_size=2, unique=True)):
         feeds[name] = data.draw(VALUES)
     params = data.draw(damaged_params(good)) if data.draw(st.booleans()) else {k: v.copy() for k, v in good.items()}
+    with np.errstate(all="ignore"):
+        try:
+            gg.compile(loss, training=False)(params, **feeds)
+        except gg.GraphError:
+            pass
     before = {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v for k, v in params.items()}
-    step = gg.compile(loss, optimizer=gg.optim.Adam(0.1))
     try:
         with np.errstate(all="ignore"):
-            gg.compile(loss)(params, **feeds)
-            step(params, **feeds)
+            gg.compile(loss, optimizer=gg.optim.Adam(0.1))(params, **feeds)
     except gg.GraphError:
         for name, value in params.items():  # a failed step wrote nothing
-            if isinstance(value, np.ndarray) and isinstance(before[name], np.ndarray) and value.shape == before[name].shape:
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.shape == np.shape(before[name]):
                 assert np.array_equal(value, before[name], equal_nan=True), f"param {name!r} was changed"
 
 
