@@ -43,5 +43,6 @@ def batch_norm_stats(x, state):
     the centred values in a work array of ``state``)."""
     c = x.shape[1]
     mean = _channel_sums(x) / (x.size // c)
-    centered = np.subtract(x, mean.reshape((1, c) + (1,) * (x.ndim - 2)), out=work_array(state, "batch_norm_centered", x.shape, x.dtype))
+    centered = work_array(state, "batch_norm_centered", x.shape, x.dtype)
+    np.subtract(x, mean.reshape((1, c) + (1,) * (x.ndim - 2)), out=centered)
     return np.stack([mean, _channel_sum_squares(centered) / (x.size // c)])
