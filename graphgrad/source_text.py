@@ -3,7 +3,6 @@ what they call in turn, and statements fitted under the line width people read.
 """
 from __future__ import annotations
 
-import ast
 import functools
 import inspect
 import re
@@ -12,26 +11,44 @@ WIDTH = 119  # the longest line a generated module has
 
 
 # -- helpers: only the definitions a module calls, with what they call ----------------------------------
+# a top-level definition starts a line: ``def name``, ``class name`` or ``name =``
+_DEFINITION = re.compile(r"(?:def|class) (\w+)|(\w+)\s*(?::[^=]*)?=(?!=)")
+
+
 @functools.lru_cache(maxsize=None)
 def definitions(module) -> dict:
     """Top-level name -> (position, source, names it reads) of every function, class and
-    assignment in a helper module's source (its docstring and imports left out)."""
+    assignment of a helper module (its docstring, imports and comments between them left out).
+
+    A definition runs from its first line to the next line that starts in column 0 (a closing
+    bracket aside); reading the lines is quicker than parsing the module.
+    """
     found = {}
     lines = inspect.getsource(module).splitlines()
-    for position, statement in enumerate(ast.parse("\n".join(lines)).body):
-        if isinstance(statement, (ast.FunctionDef, ast.ClassDef)):
-            names = [statement.name]
-        elif isinstance(statement, (ast.Assign, ast.AnnAssign)):
-            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
-            names = [t.id for t in targets if isinstance(t, ast.Name)]
-        else:
-            continue
-        first = min([statement.lineno] + [d.lineno for d in getattr(statement, "decorator_list", [])])
-        text = "\n".join(lines[first - 1:statement.end_lineno])
-        reads = frozenset(n.id for n in ast.walk(statement) if isinstance(n, ast.Name))
-        for name in names:
-            found[name] = (position, text, reads)
+    starts = [(i, m) for i, line in enumerate(lines) if (m := _DEFINITION.match(line))]
+    for position, (first, match) in enumerate(starts):
+        last = first + 1
+        while last < len(lines) and (not lines[last] or lines[last][0] in " \t)]}"):
+            last += 1
+        text = "\n".join(lines[first:last]).rstrip()
+        name = match.group(1) or match.group(2)
+        value = vars(module).get(name)
+        code = value if inspect.isfunction(value) or inspect.isclass(value) else compile(text, module.__name__, "exec")
+        found[name] = (position, text, frozenset(_names_read(code)))
     return found
+
+
+def _names_read(thing):
+    """The global and attribute names a function, class or code object reads (from its byte code,
+    which is quicker than walking syntax trees), nested functions and methods included."""
+    if inspect.isclass(thing):
+        return {n for member in vars(thing).values() if inspect.isfunction(member) for n in _names_read(member)}
+    code = thing.__code__ if inspect.isfunction(thing) else thing
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _names_read(const)
+    return names
 
 
 def _resolve(module, name, modules):
@@ -50,7 +67,7 @@ def called_helpers(modules, code: str) -> str:
     """The source of the definitions of ``modules`` that ``code`` calls, with everything they
     read in turn, each module's in its own order under a heading."""
     modules = sorted(set(modules), key=lambda m: m.__name__)
-    used = {n.id for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Name)}
+    used = _names_read(compile(code, "<step>", "exec"))
     stack = [found for m in modules for name in used if (found := _resolve(m, name, modules)) == (m, name)]
     needed = set()
     while stack:
