@@ -22,7 +22,7 @@ from .autodiff import topological_order
 from .ops import get_op
 from .ops.elementwise import masked_product_ok, node_formula
 from .ops.printer import NumPyEmitter, Target, UfuncChain
-from .source_text import WIDTH, called_helpers, definitions, fit
+from .source_text import WIDTH, called_helpers, fit
 
 _RESERVED = {"np", "F", "N", "results", "params", "feeds", "state", "step", "run", "unpack", "buffer", "_workspace"}
 
@@ -109,8 +109,8 @@ def _helper_modules(graph) -> list:
 
 
 def _helper_names(graph) -> set:
-    """Every top-level name the graph's helper modules define, so no variable shadows one."""
-    return {name for module in _helper_modules(graph) for name in definitions(module)}
+    """Every top-level name of the graph's helper modules, so no variable shadows one."""
+    return {name for module in _helper_modules(graph) for name in vars(module) if not name.startswith("__")}
 
 
 def _fresh(graph, node) -> bool:
@@ -204,7 +204,7 @@ class _Emitter:
         cast = ", dtype=F" if data["dtype"].startswith("float") else ""
         self.text[node] = var
         self.lines.append(f"    {var} = np.asarray({where}[{node!r}]{cast})  # {node}: {op} {_fmt_shape(data['shape'])}")
-        if None in data["shape"] and not self.batch_known:  # every unknown dim is the batch size, checked by run
+        if None in data["shape"] and not self.batch_known:  # every unknown dim is the batch size (checked on feeding)
             self.lines.append(f"    N = {var}.shape[{data['shape'].index(None)}]  # the batch size")
             self.batch_known = True
 
