@@ -109,9 +109,12 @@ class _KnPlanes:
                                    (self.flat.strides[0], dh * self.Ws * b, dw * b, b), writeable=False)
         self.columns = columns  # (taps shape, x shape, dtype) -> [cols, source, holder]
 
+    def _key(self, x):
+        return self.taps.shape, x.shape, x.dtype.str
+
     def _store(self, x):
         """[im2col columns, the array they came from, the planes that built them last] for x's shape."""
-        key = (self.taps.shape, x.shape, x.dtype.str)
+        key = self._key(x)
         if key not in self.columns:
             self.columns[key] = [np.empty(self.taps.shape, x.dtype), np.empty(x.shape, x.dtype), None]
         return self.columns[key]
@@ -120,7 +123,7 @@ class _KnPlanes:
         """Load x; returns its planes (C, L), a view of the buffer, whose zero
         tail past L pads the last image."""
         self.inside[...] = x.transpose(1, 0, 2, 3)
-        store = self.columns.get((self.taps.shape, x.shape, x.dtype.str))
+        store = self.columns.get(self._key(x))
         if store is not None and store[2] is self:
             store[2] = None  # the columns it built are no longer of its planes
         return self.flat[:, :self.L]
@@ -138,7 +141,7 @@ class _KnPlanes:
         """The columns this planes built last, if they are still there and x's (compared
         bit for bit: 0.0 == -0.0, but their products differ in sign); else None."""
         bits = np.dtype(f"u{x.itemsize}")
-        cols, source, holder = self._store(x)
+        cols, source, holder = self.columns.get(self._key(x), (None, None, None))
         if holder is self and np.array_equal(source.view(bits), x.view(bits)):
             return cols.reshape(-1, self.L)
         return None
