@@ -22,8 +22,9 @@ from .autodiff import topological_order
 from .ops import get_op
 from .ops.elementwise import masked_product_ok, node_formula, node_kernels
 from .ops.printer import NumPyEmitter, Target, UfuncChain
+from .source_text import WIDTH, called_helpers, fit
 
-_RESERVED = {"np", "F", "results", "params", "feeds", "state", "step", "run", "unpack", "buffer", "_workspace"}
+_RESERVED = {"np", "F", "N", "results", "params", "feeds", "state", "step", "run", "unpack", "buffer", "_workspace"}
 
 # top-level calls that take ``out=``: the value of an elementwise node is written into its own
 # buffer, kept between calls, instead of a fresh array (whose page faults dominate large steps)
@@ -109,18 +110,8 @@ def _helper_modules(graph) -> list:
     return sorted(modules, key=lambda m: m.__name__)
 
 
-def kernel_sources(graph) -> str:
-    """The source of every helper module the graph's ops call, its imports removed: numpy is imported
-    once, and a helper one module takes from another is pasted too (the op lists it among its kernels)."""
-    parts = []
-    for module in _helper_modules(graph):
-        body = re.sub(r"^(import numpy as np|from \.\w+ import \w+)\n", "", inspect.getsource(module), flags=re.M)
-        parts.append(f"# ---- helpers from {module.__name__} ----\n{body.strip()}\n")
-    return "\n\n".join(parts)
-
-
 def _helper_names(graph) -> set:
-    """Every top-level name the pasted helper modules define, so no variable shadows one."""
+    """Every top-level name of the graph's helper modules, so no variable shadows one."""
     return {name for module in _helper_modules(graph) for name in vars(module) if not name.startswith("__")}
 
 
@@ -194,6 +185,7 @@ class _Emitter:
         self.names = _Names(_RESERVED | _helper_names(graph) | {"check_finite"})
         self.text: dict[str, str] = {}  # node -> how generated code refers to it
         self.consts: list[str] = []
+        self.batch_known = False  # whether the step has read the batch size ``N`` off an input
         self.lines: list[str] = []
 
     def ref(self, node):
@@ -214,6 +206,9 @@ class _Emitter:
         cast = ", dtype=F" if data["dtype"].startswith("float") else ""
         self.text[node] = var
         self.lines.append(f"    {var} = np.asarray({where}[{node!r}]{cast})  # {node}: {op} {_fmt_shape(data['shape'])}")
+        if None in data["shape"] and not self.batch_known:  # every unknown dim is the batch size (checked on feeding)
+            self.lines.append(f"    N = {var}.shape[{data['shape'].index(None)}]  # the batch size")
+            self.batch_known = True
 
     def op_lines(self, node, data):
         op = get_op(data["op"])
@@ -222,8 +217,8 @@ class _Emitter:
             (value,) = self.graph.args(node)
             if value in self.updates:  # already written in place; a copy only when the param needed a cast
                 key = data["attrs"]["key"]
-                self.lines.append(f"    if {args[0]} is not params[{key!r}]: {op.emit(args, data['attrs'])}"
-                                  f"  # {node}: {op.name} (in place)")
+                self.lines.append(f"    if {args[0]} is not params[{key!r}]:  # {node}: {op.name} (in place)")
+                self.lines.append(f"        {op.emit(args, data['attrs'])}")
                 return
             self.lines.append(f"    {op.emit(args, data['attrs'])}  # {node}: {op.name}")
             return
@@ -250,7 +245,7 @@ class _Emitter:
                  and _large(self.graph.nx.nodes[n]["shape"])
                  and not get_op(self.graph.nx.nodes[n]["op"]).source and self.ref(n).isidentifier()]
         if names:
-            self.lines.append(f"    del {', '.join(names)}  # last read: free before the next kernel")
+            self.lines.append(f"    del {', '.join(names)}  # last read; free before the next kernel")
 
     def _update_in_place(self, node, data, var):
         key, rest, syms = self.updates[node]
@@ -275,24 +270,16 @@ class _Emitter:
             return None
         if any(self.graph.nx.nodes[n]["dtype"] != data["dtype"] for n in self.graph.args(node)):
             return None
-        shape_src = self._shape_source(data["shape"], args, self.graph.args(node))
+        shape_src = self._shape_source(data["shape"])
         if shape_src is None:
             return None
         self.owned.add(node)
         self.buffers[self.names(node)] = (node, False)
         return op.emit_into(args, data["attrs"], f"buffer(state, {self.names(node)!r}, {shape_src})")
 
-    def _shape_source(self, shape, args, arg_nodes):
-        """Source text of ``shape`` at run time, the batch dimension read off an argument that has it."""
-        if None not in shape:
-            return _fmt_shape(shape)
-        for a, n in zip(args, arg_nodes):
-            arg_shape = self.graph.nx.nodes[n]["shape"]
-            if None in arg_shape and self.graph.nx.nodes[n]["op"] != "const":
-                batch = f"{a}.shape[{arg_shape.index(None)}]"
-                dims = [batch if d is None else str(d) for d in shape]
-                return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
-        return None
+    def _shape_source(self, shape):
+        """Source text of ``shape`` at run time (the batch dimension is ``N``), or None."""
+        return _fmt_shape(shape) if None not in shape or self.batch_known else None
 
     def _buffer(self, node, data, args):
         """Where a float node that no result returns writes its value: an argument that dies here
@@ -312,7 +299,7 @@ class _Emitter:
 
     def _own_buffer(self, node, data, args, name=None):
         """``buffer(...)`` of the node's shape, under the node's variable name or ``name`` (a scratch array)."""
-        shape_src = self._shape_source(data["shape"], args, self.graph.args(node))
+        shape_src = self._shape_source(data["shape"])
         if shape_src is None:
             return None
         self.owned.add(node)
@@ -468,45 +455,44 @@ def _spec(graph, op):
     return {n: (d["shape"], d["dtype"]) for n, d in graph.nx.nodes(data=True) if d["op"] == op}
 
 
+def _assignment(name, mapping) -> str:
+    """``name = {...}``, one entry a line when the whole does not fit on one."""
+    line = f"{name} = {mapping!r}"
+    if len(line) <= WIDTH:
+        return line
+    return "\n".join([f"{name} = {{"] + [f"    {k!r}: {v!r}," for k, v in mapping.items()] + ["}"])
+
+
+def _fitted(lines) -> str:
+    return "\n".join(part for line in lines for part in fit(line))
+
+
 def _module(graph, dtype, emitter, title, check_finite, single, mode) -> str:
     state = {n: (d["shape"], d["attrs"].get("fill", 0.0)) for n, d in graph.nx.nodes(data=True) if d["op"] == "state"}
     keys = [d["attrs"]["key"] for _, d in graph.nx.nodes(data=True) if d["op"] == "output"]
-    helpers = kernel_sources(graph)
+    body = _fitted(emitter.lines) or "    pass"
+    helpers = [_BUFFER] if "buffer(state, " in body else []
     if check_finite:
-        helpers += "\n\n" + inspect.getsource(_check_finite_source).replace("_check_finite_source", "check_finite")
-    body = "\n".join(emitter.lines) or "    pass"
-    return f'''"""{title or "graphgrad generated module"}.
+        helpers.append(inspect.getsource(_check_finite_source).replace("_check_finite_source", "check_finite"))
+    helpers.append(called_helpers(_helper_modules(graph), f"def step(params, feeds, state):\n{body}"))
+    helpers = "\n\n".join(h.strip() + "\n" for h in helpers if h)
+    consts = _fitted(emitter.consts)
+    source = f'''"""{title or "graphgrad generated module"}.
 
-Generated by graphgrad; standalone, it imports numpy only.
-``run(params, **feeds)`` returns what the compiled function returned.
+Generated by graphgrad; standalone, it imports numpy only.  ``step`` is the computation, one
+statement per node; ``run(params, **feeds)`` calls it and returns what the compiled function
+returned.  The helper functions ``step`` calls follow it.
 """
 import numpy as np
 
 F = np.{dtype}
-# glibc hands freed blocks of 128 kB and more back to the OS at once, so a step's fresh kernel
-# outputs page-fault again on every call (W4: ~1000 faults, 40 % of the step); freeing one
-# 16 MB block raises its mmap and trim thresholds for the process (elsewhere: a no-op)
-np.empty(1 << 24, np.uint8)
-INPUTS = {_spec(graph, "input")!r}
-PARAMS = {_spec(graph, "param")!r}
-STATE = {state!r}
+{_assignment("INPUTS", _spec(graph, "input"))}
+{_assignment("PARAMS", _spec(graph, "param"))}
+{_assignment("STATE", state)}
 RESULTS = {sorted(keys)!r}
 SINGLE = {single!r}
 MODE = {mode!r}  # "value": outputs; "grads": (outputs, grads); "step": outputs after updating params
-
-{helpers}
-
-{chr(10).join(emitter.consts)}
-
-def buffer(state, name, shape):
-    """Workspace slot ``name``: an array reused by every call (and by values whose lifetimes do not
-    overlap), kept in this function's own state, allocated again when the batch size changes."""
-    workspace = state.setdefault("_workspace", {{}})
-    array = workspace.get(name)
-    if array is None or array.shape != shape:
-        array = workspace[name] = np.empty(shape, dtype=F)
-    return array
-
+{consts}
 
 def step(params, feeds, state):
     results = {{}}
@@ -533,6 +519,20 @@ def unpack(results, single=SINGLE, mode=MODE):
 def run(params, **feeds):
     """One call of the compiled function: forward, backward and updates as compiled."""
     return unpack(step(params, feeds, _state))
+
+
+{helpers}'''
+    return source.rstrip() + "\n"
+
+
+_BUFFER = '''def buffer(state, name, shape):
+    """Workspace slot ``name``: an array reused by every call (and by values whose lifetimes do not
+    overlap), kept in this function's own state, allocated again when the batch size changes."""
+    workspace = state.setdefault("_workspace", {})
+    array = workspace.get(name)
+    if array is None or array.shape != shape:
+        array = workspace[name] = np.empty(shape, dtype=F)
+    return array
 '''
 
 

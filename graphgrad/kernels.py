@@ -88,10 +88,13 @@ class _KnPlanes:
     A workspace outlives the call, with the im2col columns it last built and
     a copy of the array they came from: the weight gradient reuses the
     columns its forward (or input gradient) built when handed the same array,
-    bit for bit.
+    bit for bit.  Planes whose columns and arrays have the same shapes (a
+    conv's input and its output gradient, when they have as many channels)
+    share one such store, ``columns``: either side's columns serve the weight
+    gradient, so one copy of that size is enough.
     """
 
-    def __init__(self, shape, dtype, kernel_hw, padding, dilation):
+    def __init__(self, shape, dtype, kernel_hw, padding, dilation, columns):
         N, C, H, W = self.shape = shape
         (kh, kw), (ph, pw), (dh, dw) = kernel_hw, padding, dilation
         reach_h, reach_w = (kh - 1) * dh, (kw - 1) * dw
@@ -104,32 +107,43 @@ class _KnPlanes:
         b = self.flat.itemsize
         self.taps = _kn_as_strided(self.flat, (C, kh, kw, self.L),
                                    (self.flat.strides[0], dh * self.Ws * b, dw * b, b), writeable=False)
-        self.cols = self.source = None  # allocated on first use
-        self.holds_columns = False  # whether cols are im2col of the array copied in source
+        self.columns = columns  # (taps shape, x shape, dtype) -> [cols, source, holder]
+
+    def _key(self, x):
+        return self.taps.shape, x.shape, x.dtype.str
+
+    def _store(self, x):
+        """[im2col columns, the array they came from, the planes that built them last] for x's shape."""
+        key = self._key(x)
+        if key not in self.columns:
+            self.columns[key] = [np.empty(self.taps.shape, x.dtype), np.empty(x.shape, x.dtype), None]
+        return self.columns[key]
 
     def planes_of(self, x):
         """Load x; returns its planes (C, L), a view of the buffer, whose zero
         tail past L pads the last image."""
         self.inside[...] = x.transpose(1, 0, 2, 3)
-        self.holds_columns = False
+        store = self.columns.get(self._key(x))
+        if store is not None and store[2] is self:
+            store[2] = None  # the columns it built are no longer of its planes
         return self.flat[:, :self.L]
 
     def columns_of(self, x):
         """im2col of x, (C*kh*kw, L): row (c, i, j) is channel c read at tap (i, j)."""
         self.planes_of(x)
-        if self.cols is None:
-            self.cols, self.source = np.empty(self.taps.shape, x.dtype), np.empty(x.shape, x.dtype)
-        np.copyto(self.cols, self.taps)
-        np.copyto(self.source, x)
-        self.holds_columns = True
-        return self.cols.reshape(-1, self.L)
+        store = self._store(x)
+        np.copyto(store[0], self.taps)
+        np.copyto(store[1], x)
+        store[2] = self
+        return store[0].reshape(-1, self.L)
 
     def cached_columns(self, x):
-        """The columns last built, if they are x's (compared bit for bit:
-        0.0 == -0.0, but their products differ in sign); else None."""
+        """The columns this planes built last, if they are still there and x's (compared
+        bit for bit: 0.0 == -0.0, but their products differ in sign); else None."""
         bits = np.dtype(f"u{x.itemsize}")
-        if self.holds_columns and np.array_equal(self.source.view(bits), x.view(bits)):
-            return self.cols.reshape(-1, self.L)
+        cols, source, holder = self.columns.get(self._key(x), (None, None, None))
+        if holder is self and np.array_equal(source.view(bits), x.view(bits)):
+            return cols.reshape(-1, self.L)
         return None
 
     def crop(self, z):
@@ -147,12 +161,13 @@ def _kn_planes(workspace, role, x, kernel_hw, padding, dilation):
     state; None: a fresh one) for the next call; `role` keeps apart arrays whose geometries
     coincide (a conv's input and its output gradient).  A new batch size replaces them."""
     if workspace is None:
-        return _KnPlanes(x.shape, x.dtype, kernel_hw, padding, dilation)
+        return _KnPlanes(x.shape, x.dtype, kernel_hw, padding, dilation, {})
     kept = workspace.setdefault("_conv_planes", {})
     key = (role, x.shape[1:], x.dtype.str, kernel_hw, padding, dilation)
     planes = kept.get(key)
     if planes is None or planes.shape != x.shape:
-        planes = kept[key] = _KnPlanes(x.shape, x.dtype, kernel_hw, padding, dilation)
+        columns = workspace.setdefault("_conv_columns", {})
+        planes = kept[key] = _KnPlanes(x.shape, x.dtype, kernel_hw, padding, dilation, columns)
     return planes
 
 

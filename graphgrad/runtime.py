@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import linecache
 import os
 import pathlib
+import platform
 import re
 import sys
 import tempfile
@@ -38,6 +40,26 @@ def _code_version() -> str:
             h.update(path.read_bytes())
         _code_version.value = h.hexdigest()
     return _code_version.value
+
+
+@functools.cache
+def tune_allocator(threshold: int = 1 << 24) -> bool:
+    """Let glibc keep freed blocks of up to ``threshold`` bytes (16 MB) in the heap; True where it did.
+
+    glibc gives every freed block of 128 kB or more back to the OS at once, so the fresh arrays a
+    compiled step's kernels return page-fault anew on every call (W4: about 1000 faults, 40 % of
+    the step).  `compile` calls this once per process; it raises glibc's mmap and trim thresholds
+    (``mallopt``), which a process may then hold on to up to 2 × ``threshold`` of freed memory.
+    Elsewhere than glibc, or with ``GRAPHGRAD_TUNE_MALLOC=0`` in the environment, it does nothing.
+    Saved modules never call it: a program running one may call it, or ``mallopt`` itself.
+    """
+    if os.environ.get("GRAPHGRAD_TUNE_MALLOC", "1") == "0" or platform.libc_ver()[0] != "glibc":
+        return False
+    import ctypes
+
+    mallopt = ctypes.CDLL(None).mallopt
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, threshold)) and bool(mallopt(m_trim_threshold, 2 * threshold))
 
 
 def write_atomic(path, content) -> None:
@@ -188,6 +210,7 @@ def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_
     >>> float(value), grads["w"].ravel().tolist()
     (4.0, [4.0, 4.0])
     """
+    tune_allocator()
     single = isinstance(outputs, Tensor)
     outputs = [outputs] if single else list(outputs)
     if not outputs:
@@ -313,10 +336,15 @@ def _quiet():
 
 def _runtime_message(error, module) -> str:
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
-        if frame.filename == module.__file__:
-            match = re.search(r"#\s*(\S+?):\s*(\w+)", frame.line or linecache.getline(frame.filename, frame.lineno))
-            if match:
-                return f"{match.group(2)} node {match.group(1)!r} failed: {type(error).__name__}: {error}"
+        if frame.filename == module.__file__ and frame.name == "step":
+            # the statement's comment names its node: on its line, or the line above a long one
+            for lineno in range(frame.lineno, 0, -1):
+                line = linecache.getline(frame.filename, lineno)
+                if line.startswith("def "):
+                    break
+                match = re.search(r"#\s*(\S+?):\s*(\w+)", line)
+                if match:
+                    return f"{match.group(2)} node {match.group(1)!r} failed: {type(error).__name__}: {error}"
     return f"{type(error).__name__}: {error}"
 
 

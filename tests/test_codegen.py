@@ -60,3 +60,120 @@ def test_fused_nodes_write_into_their_buffer_without_temporaries():
     f, _ = _compiled(CASES["two compound terms"])
     body = f.source[f.source.index("def step"):]
     assert "out=buffer(state," in body and "np.add(" in body
+
+
+# -- the generated module as a text people read -----------------------------------------------------------
+def _modules():
+    """Training steps and forward functions of every model the examples and benchmarks build."""
+    from benchmarks.graphgrad_system import build_graph
+    from benchmarks.reference import make_workload
+
+    for name in ("mlp", "cnn", "resnet", "unet", "rnn", "lstm", "gru"):
+        g, loss, logits = getattr(gg.models, name)()
+        yield name, gg.compile(loss, optimizer=gg.optim.Adam(lr=1e-3)).source
+        yield f"{name} forward", gg.compile(logits, training=False).source
+    for workload in ("W1", "W2", "W3", "W4", "W5"):
+        params, data = make_workload(workload, small=True)
+        g, loss, _ = build_graph(workload, params, {**data, "workload": workload})
+        yield workload, gg.compile(loss, optimizer=gg.optim.SGD(lr=0.01)).source
+    g, loss, _ = build_graph("W2", *make_workload("W2", small=True))
+    yield "W2 checked", gg.compile(loss, wrt=g.params, check_finite=True).source
+
+
+def _top_level(source):
+    import ast
+
+    return ast.parse(source).body
+
+
+def test_every_generated_line_fits_in_119_characters():
+    for name, source in _modules():
+        long = [line for line in source.splitlines() if len(line) >= 120]
+        assert not long, f"{name}: {long[0]}"
+        compile(source, name, "exec")
+
+
+def test_the_step_comes_first_and_only_called_helpers_follow_it():
+    import ast
+
+    for name, source in _modules():
+        body = _top_level(source)
+        functions = [s.name for s in body if isinstance(s, (ast.FunctionDef, ast.ClassDef))]
+        assert functions[:4] == ["step", "new_state", "unpack", "run"], name
+        # every pasted definition is read by the step or by another definition
+        for statement in body:
+            defined = ([statement.name] if isinstance(statement, (ast.FunctionDef, ast.ClassDef)) else
+                       [t.id for t in getattr(statement, "targets", []) if isinstance(t, ast.Name)])
+            for d in defined:
+                if d[0].islower() or d.startswith("_"):
+                    others = [s for s in body if s is not statement]
+                    reads = {n.id for s in others for n in ast.walk(s) if isinstance(n, ast.Name)}
+                    assert d in reads or d in ("run", "step"), f"{name}: {d} is never called"
+        # no work at import but the optimizer state (the allocator is the runtime's business)
+        calls = [s for s in body if isinstance(s, ast.Expr) and not isinstance(s.value, ast.Constant)]
+        assert not calls and "1 << 24" not in source, name
+
+
+def test_a_cnn_module_pastes_the_conv_and_pool_kernels_it_calls_and_no_others():
+    g, loss, logits = gg.models.cnn()
+    source = gg.compile(loss, optimizer=gg.optim.Adam(lr=1e-3)).source
+    for unused in ("def avgpool2d", "def upsample_", "def conv_transpose2d", "def maxpool2d_gather_at",
+                   "def scatter_into_zeros", "def log_softmax_lastdims", "def batch_norm_stats"):
+        assert unused not in source
+    for used in ("def conv2d(", "def maxpool2d(", "def maxpool2d_grad(", "def dropout_mask(", "def softmax_xent("):
+        assert used in source
+    helpers = source[source.index("# ---- helpers from"):]
+    assert len(helpers.splitlines()) < 0.7 * len(source.splitlines())
+
+
+def test_a_saved_cnn_module_runs_where_graphgrad_cannot_be_imported(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    g, loss, logits = gg.models.cnn()
+    f = gg.compile(loss, wrt=g.params)
+    params = g.init_params(seed=1)
+    X = RNG.normal(size=(5, 1, 8, 8)).astype(np.float32)
+    Y = np.arange(5) % 10
+    path = tmp_path / "cnn_module.py"
+    f.save(path)
+    np.savez(tmp_path / "data.npz", X=X, Y=Y, **{k.replace(".", "__"): v for k, v in params.items()})
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["graphgrad"] = None
+        sys.path.insert(0, {str(tmp_path)!r})
+        import numpy as np, cnn_module
+        d = np.load({str(tmp_path / 'data.npz')!r})
+        params = {{k.replace("__", "."): d[k] for k in d.files if k not in ("X", "Y")}}
+        value, grads = cnn_module.run(params, x=d["X"], y=d["Y"])
+        print(repr(float(value)), repr(float(grads["conv1.W"].sum())))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    value, grads = f(params, x=X, y=Y)
+    assert float(out[0]) == pytest.approx(float(value), rel=1e-6)
+    assert float(out[1]) == pytest.approx(float(grads["conv1.W"].sum()), rel=1e-5, abs=1e-6)
+
+
+def test_a_failure_in_a_statement_with_its_comment_above_names_the_node():
+    g = gg.Graph("long")
+    y = g.input("y", (None,), dtype="int64")
+    name = "labels_turned_into_rows_of_the_identity_matrix_for_the_cross_entropy"
+    hot = g.apply("one_hot", [y], {"num_classes": 4}, name=name)
+    f = gg.compile(hot.sum())
+    assert f"    # {name}: one_hot" in f.source
+    with pytest.raises(gg.GraphError, match=f"one_hot node '{name}'.*labels must lie in"):
+        f({}, y=np.array([0, 7]))
+
+
+def test_the_runtime_tunes_the_allocator_once_and_can_be_told_not_to():
+    import platform
+    import subprocess
+    import sys
+
+    script = "import graphgrad.runtime as r; print(r.tune_allocator())"
+    tuned = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert tuned.strip() == str(platform.libc_ver()[0] == "glibc")
+    env = {**__import__("os").environ, "GRAPHGRAD_TUNE_MALLOC": "0"}
+    skipped = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
+    assert skipped.stdout.strip() == "False"

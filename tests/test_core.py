@@ -1,5 +1,6 @@
 """The core pipeline end to end: the API.md §1-3 snippets, PyTorch parity, second
 derivatives, numerical stability, the standalone module and the compile cache."""
+import ast
 import os
 import re
 import subprocess
@@ -208,10 +209,16 @@ def test_generated_source_is_vectorized_and_commented():
     source = gg.compile(loss, wrt=g.params).source
     body = source[source.index("def step"):source.index("def new_state")]
     assert "for " not in body and "while " not in body
-    statements = [line for line in body.splitlines()[2:] if line.strip() and not re.match(r"\s+\w+_t\d+ = ", line)]
-    for line in statements:  # one commented statement per node; a fused node's further steps write in place
-        in_place_step = re.match(r"\s+(\w+ = )?np\.\w+\(.*, out=(\w+|buffer\(.*\))\)$", line)
-        assert "#" in line or in_place_step or line.strip().startswith(("results", "return")), line
+    lines = body.splitlines()
+    for statement in ast.parse(body).body[0].body[1:]:
+        # one commented statement per node (the comment above a long one); a fused node's further steps write
+        # in place
+        text = " ".join(part.strip() for part in lines[statement.lineno - 1:statement.end_lineno])
+        if re.match(r"\w+_t\d+ = ", text):
+            continue
+        in_place_step = re.match(r"(\w+ = )?np\.\w+\(.*, out=(\w+|buffer\(.*\))\)$", text)
+        commented = "#" in lines[statement.lineno - 1] or lines[statement.lineno - 2].strip().startswith("#")
+        assert commented or in_place_step or text.startswith(("results", "return")), text
     assert "fc1_matmul = np.matmul(x, fc1_W, out=buffer(" in body  # into a buffer reused by every call
 
 

@@ -367,8 +367,9 @@ def test_maxpool_grad_with_forward_output_and_gather_at(k, s, p):
 # ---------------------------------------------------------------- scratch reuse
 
 # (C, O): the weight gradient pairs x's columns left by the forward (C <= O), gy's columns left by
-# the input gradient (C > O), or builds per-image columns (C*kh*kw <= O: no workspaces)
-@pytest.mark.parametrize("C,O", [(2, 3), (4, 2), (1, 16)])
+# the input gradient (C > O; C == O: in the one store both sides share), or builds per-image columns
+# (C*kh*kw <= O: no workspaces)
+@pytest.mark.parametrize("C,O", [(2, 3), (4, 2), (3, 3), (1, 16)])
 @pytest.mark.parametrize("d", [(1, 1), (2, 1)])
 @pytest.mark.parametrize("kept", [True, False])  # False: no workspace, nothing kept between calls
 def test_conv_weight_grad_reuses_workspaces_safely(C, O, d, kept):
@@ -386,6 +387,8 @@ def test_conv_weight_grad_reuses_workspaces_safely(C, O, d, kept):
     gy = randn(K.conv2d(x, w, 1, 1, d).shape, 3)
     y, gw = step(x, gy)
     np.testing.assert_allclose(gw, cold_grad_weight(gy, x), atol=ATOL)
+    if kept and C == O and d == (1, 1):  # same shapes on both sides: one set of columns
+        assert len(workspace["_conv_columns"]) == 1 and len(workspace["_conv_planes"]) == 2
     # results never alias scratch: later calls on other inputs leave them intact
     y_before, gw_before = y.copy(), gw.copy()
     step(randn(x.shape, 4), randn(gy.shape, 5))

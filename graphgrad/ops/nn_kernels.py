@@ -45,5 +45,6 @@ def batch_norm_stats(x, state):
     if x.size == c:  # as PyTorch: the variance of one value is no statistic (and n / (n - 1) divides by 0)
         raise ValueError(f"BatchNorm in training needs more than 1 value per channel, got input shape {x.shape}")
     mean = _channel_sums(x) / (x.size // c)
-    centered = np.subtract(x, mean.reshape((1, c) + (1,) * (x.ndim - 2)), out=work_array(state, "batch_norm_centered", x.shape, x.dtype))
+    centered = work_array(state, "batch_norm_centered", x.shape, x.dtype)
+    np.subtract(x, mean.reshape((1, c) + (1,) * (x.ndim - 2)), out=centered)
     return np.stack([mean, _channel_sum_squares(centered) / (x.size // c)])

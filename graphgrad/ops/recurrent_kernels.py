@@ -48,7 +48,8 @@ def _rk_result(out, shape, dtype):
 
 
 def _rk_step_weights(W_ih, W_hh, bias, out, scale=None):
-    """[W_hh | W_ih | bias] (G·H, H + I + 1) into ``out``, row r times scale[r]: the left operand of every step's GEMM."""
+    """[W_hh | W_ih | bias] (G·H, H + I + 1) into ``out``, row r times scale[r]: the left operand of every
+    step's GEMM."""
     H, I = W_hh.shape[1], W_ih.shape[1]
     rows = 1 if scale is None else scale[:, None]
     np.multiply(W_hh, rows, out=out[:, :H])
@@ -76,7 +77,8 @@ def _rk_feature_major(a):
 
 
 def _rk_previous(seq, start, out):
-    """out[t] = seq[t − 1] for (k, H, N) blocks, out[0] = start (H, N), zeros if None: what each step started from."""
+    """out[t] = seq[t − 1] for (k, H, N) blocks, out[0] = start (H, N), zeros if None: what each step
+    started from."""
     out[0] = 0 if start is None else start
     out[1:] = seq[:-1]
     return out
@@ -101,7 +103,8 @@ def _rk_transposed(W, state):
 
 
 def _rk_final(cotangent, H, N, dtype):
-    """The cotangent (N, H) of a final state as the (H, N) gradient entering the reverse loop; zeros if there is none."""
+    """The cotangent (N, H) of a final state as the (H, N) gradient entering the reverse loop; zeros if
+    there is none."""
     return np.zeros((H, N), dtype=dtype) if cotangent is None else np.ascontiguousarray(cotangent.T, dtype=dtype)
 
 
@@ -332,7 +335,8 @@ def gru_scan(x, W_ih, W_hh, b_ih, b_hh, h0=None, *, state=None, out=None):
         n += np.multiply(r, hn, out=scratch)
         np.tanh(n, out=n)
         h_prev = Z[t, :H]
-        np.add(n, np.multiply(z, np.subtract(h_prev, n, out=scratch), out=scratch), out=Z[t + 1, :H])  # (1 − z) n + z h
+        # (1 − z) n + z h
+        np.add(n, np.multiply(z, np.subtract(h_prev, n, out=scratch), out=scratch), out=Z[t + 1, :H])
     tape[:, :H] = Z[1:, :H]
     return tape.transpose(0, 2, 1)
 

@@ -35,8 +35,8 @@ class Op:
     - ``domain``: per argument, where tests sample it ("real", "positive", "nonzero", "distinct", "labels");
       ``test_attrs`` and ``test_shapes`` complete the test case of the op.
     - ``stateful``: the op has an effect or randomness; never merged or folded.
-    - ``kernels``: NumPy helper functions the emission calls; their module's
-      source is pasted into generated code, which imports numpy only.
+    - ``kernels``: NumPy helper functions the emission calls; those a generated
+      module calls are pasted into it (with what they call), as it imports numpy only.
     - ``source``: a value from outside (input, param, const); ``effect``: the
       emission is a statement that writes state (an optimizer or running-mean update).
     - Memory, for code generation: ``fresh``: the value is a new array the step
