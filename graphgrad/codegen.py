@@ -322,9 +322,7 @@ class _Emitter:
         expr, syms = node_formula(data["op"], len(args), data["attrs"])
         printer = NumPyEmitter({s.name: a for s, a in zip(syms, args)})
         temps, (reduced,) = sympy.cse([expr], symbols=sympy.numbered_symbols(f"{var}_t", real=True))
-        shown = str(expr.xreplace({s: sympy.Symbol(a) for s, a in zip(syms, args)}))
-        shown = shown if len(shown) <= 120 else shown[:117] + "..."
-        comment = f"  # {node}: {data['op']} = {shown} {_fmt_shape(data['shape'])}"
+        comment = formula_comment(node, data, expr, syms, args)
         out = self._buffer(node, data, args) if set(syms) <= expr.free_symbols else None
         if out is not None and _large(data["shape"]):
             lines = self._chain(node, data, args, syms, temps, reduced, printer, var, out)
@@ -373,6 +371,13 @@ class _Emitter:
             chain = UfuncChain(printer, full, scratch, _OUT_UFUNCS)
             chain.into(reduced, Target(var, self._own_buffer(node, data, args)))
         return lines + [text for text, _ in chain.steps]
+
+
+def formula_comment(node, data, expr, syms, args) -> str:
+    """The trailing comment of an elementwise node: its formula over the argument names, and its shape."""
+    shown = str(expr.xreplace({s: sympy.Symbol(a) for s, a in zip(syms, args)}))
+    shown = shown if len(shown) <= 120 else shown[:117] + "..."
+    return f"  # {node}: {data['op']} = {shown} {_fmt_shape(data['shape'])}"
 
 
 def _large(shape) -> bool:
@@ -437,6 +442,14 @@ def share_buffers(graph, order, emitter) -> dict:
     return slots
 
 
+def step_order(graph, updates=()) -> list:
+    """The nodes in topological order, effects last: in-place param ``updates`` run after every
+    other read of the params, then the assigns."""
+    order = topological_order(graph)
+    effects_last = [n for n in order if n in updates] + [n for n in order if graph.nx.nodes[n]["op"] == "assign"]
+    return [n for n in order if graph.nx.nodes[n]["op"] != "assign" and n not in updates] + effects_last
+
+
 def generate(graph, dtype: str = "float32", check_finite: bool = False, title: str = "",
              single: bool = True, mode: str = "value") -> str:
     """Python source of a module with ``step(params, feeds, state) -> results``.
@@ -444,11 +457,8 @@ def generate(graph, dtype: str = "float32", check_finite: bool = False, title: s
     ``results`` maps each ``output`` node's key to its value; ``assign``
     nodes write into ``params``/``state`` at the end of the step.
     """
-    order = topological_order(graph)
     emitter = _Emitter(graph, check_finite)
-    # in-place param updates run after every other read of the params, then the assigns
-    effects_last = [n for n in order if n in emitter.updates] + [n for n in order if graph.nx.nodes[n]["op"] == "assign"]
-    order = [n for n in order if graph.nx.nodes[n]["op"] != "assign" and n not in emitter.updates] + effects_last
+    order = step_order(graph, emitter.updates)
     last_read = {a: i for i, n in enumerate(order) for a in graph.args(n)}
     for i, node in enumerate(order):
         data = graph.nx.nodes[node]

@@ -19,7 +19,9 @@ from .autodiff import grad
 from .codegen import generate
 from .errors import GraphError
 from .ir import Tensor, canonical
+from .ops.recurrent import unroll_scans
 from .passes import PASSES, REWRITES, dead_code, fuse_elementwise, optimise
+from .portable_kernels import host_dtype
 
 _MODULES: dict = {}  # cache key -> loaded module, for this process
 
@@ -58,7 +60,7 @@ def _relevant_nodes(graph, outputs):
     return set(roots).union(*(nx.ancestors(graph.nx, r) for r in roots))
 
 
-def _cache_key(graph, outputs, wrt, optimizer, training, dtype, check_finite, single) -> str:
+def _cache_key(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, target="numpy") -> str:
     from .autodiff import topological_order
 
     h = hashlib.sha256(_code_version().encode())
@@ -66,7 +68,7 @@ def _cache_key(graph, outputs, wrt, optimizer, training, dtype, check_finite, si
         d = graph.nx.nodes[node]
         h.update(f"{node}|{d['op']}|{d['shape']}|{d['dtype']}|{canonical(d['attrs'])}|{graph.args(node)}\n".encode())
     h.update(repr(([o.node for o in outputs], [w.node for w in wrt or []], training, dtype, check_finite,
-                   single)).encode())
+                   single, target)).encode())
     h.update(canonical(vars(optimizer) | {"class": type(optimizer).__name__} if optimizer else None).encode())
     return h.hexdigest()[:32]
 
@@ -105,7 +107,7 @@ def _wrt_tensors(graph, wrt):
     return [graph[w] if isinstance(w, str) else graph.as_tensor(w) for w in wrt]
 
 
-def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode):
+def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode, target="numpy"):
     """declare -> derive -> optimise -> generate, on a copy of the user's graph."""
     work = graph.copy()
     outs = [work.tensor(o.node) for o in outputs]
@@ -114,6 +116,8 @@ def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single
     _keep_feasible_updates(work, outs, training)
     # stable forms first, so that the chain rule differentiates log_softmax, not log(softmax)
     work = optimise(work, training, passes=(dead_code, *REWRITES))
+    if target == "array_api":  # the loop lowering has no Array API kernel: differentiate the unrolled cells
+        work = unroll_scans(work)
     outs = [work.tensor(o.node) for o in outs]
     if wrt:
         for w in wrt:  # a param the outputs do not use was dropped as dead code: its gradient is zero
@@ -131,6 +135,10 @@ def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single
     work = optimise(work, training, passes=[p for p in PASSES if not (check_finite and p is fuse_elementwise)])
     work.derived = derived
     kind = {"value": "forward", "grads": "forward + backward", "step": "training step"}[mode]
+    if target == "array_api":
+        from . import portable  # needs the [array-api] extra
+
+        return portable.generate(work, dtype=dtype, single=single, mode=mode, title=f"graph {graph.name!r}: {kind}"), work
     return generate(work, dtype=dtype, check_finite=check_finite, single=single, mode=mode,
                     title=f"graph {graph.name!r}: {kind}"), work
 
@@ -147,14 +155,18 @@ def _keep_feasible_updates(work, outs, training):
             work.nx.remove_node(node)
 
 
-def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_finite=False) -> "Compiled":
+def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_finite=False,
+            target="numpy") -> "Compiled":
     """Compile outputs (a Tensor or a list) into one generated NumPy function.
 
     With ``wrt`` the call returns ``(outputs, grads)``, the gradients of the
     first output (a scalar) as a dict by name; with ``optimizer`` it updates
     the params in place and returns the outputs.  ``dtype="float64"`` computes
     in float64 whatever the declared dtypes.  A second compile of the same
-    graph is served from a cache (in memory, then on disk).
+    graph is served from a cache (in memory, then on disk).  ``target="array_api"``
+    writes the step against the Array API standard instead: it runs on NumPy, PyTorch,
+    JAX, Dask or CuPy arrays and returns arrays of the caller's library (the
+    ``graphgrad[array-api]`` extra; see docs/scaling.md).
 
     >>> import graphgrad as gg, numpy as np
     >>> g = gg.Graph(); x = g.input("x", (None, 2)); w = g.param("w", (2, 1))
@@ -177,18 +189,21 @@ def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_
         raise GraphError(f"gradients need a scalar first output, but {outputs[0].op} node {outputs[0].node!r} "
                          f"has shape {outputs[0].shape}")
     mode = "step" if optimizer is not None else "grads" if wrt is not None else "value"
+    if target not in ("numpy", "array_api") or target == "array_api" and check_finite:
+        raise GraphError(f"target must be 'numpy' or 'array_api' (check_finite: 'numpy' only), got {target!r}")
     dtype = np.dtype(dtype).name if dtype else _default_dtype(graph)
-    key = _cache_key(graph, outputs, wrt, optimizer, training, dtype, check_finite, single)
+    key = _cache_key(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, target)
     module = _MODULES.get(key) or _load_cached(key)
     work = None
     if module is None:
-        source, work = _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode)
+        source, work = _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode, target)
         module = _load(key, source)
     _MODULES[key] = module
     compiled = Compiled(module, graph, work, outputs, optimizer)
     compiled.cached = work is None  # served from the in-memory or on-disk cache
     # a cache hit skips the build; drawings rebuild the graphs on first use
-    compiled._rebuild = lambda: _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode)[1]
+    compiled._rebuild = lambda: _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode,
+                                       target)[1]
     return compiled
 
 
@@ -249,7 +264,8 @@ class Compiled:
         write_atomic(path, self.source)
 
     def __call__(self, params, **feeds):
-        feeds = check_feeds(self.module.INPUTS, feeds, known={t.node for t in self.graph.inputs})
+        feeds = check_feeds(self.module.INPUTS, feeds, known={t.node for t in self.graph.inputs},
+                            keep_library=getattr(self.module, "TARGET", "numpy") == "array_api")
         check_params(self.module.PARAMS, params)
         try:
             results = self.module.step(params, feeds, self.state)
@@ -273,10 +289,11 @@ def _fmt(shape):
     return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def check_feeds(spec: dict, feeds: dict, known=()) -> dict:
+def check_feeds(spec: dict, feeds: dict, known=(), keep_library=False) -> dict:
     """Validate feeds against the inputs' declared shapes and dtypes, before any generated code runs.
 
     Feeds for ``known`` inputs of the graph that this function does not use are ignored.
+    ``keep_library``: arrays of any library are checked as they are, not converted to NumPy.
     """
     missing = sorted(set(spec) - set(feeds))
     if missing:
@@ -288,8 +305,8 @@ def check_feeds(spec: dict, feeds: dict, known=()) -> dict:
     batch = None
     checked = {}
     for name, (shape, dtype) in spec.items():
-        value = np.asarray(feeds[name])
-        kind = value.dtype.kind
+        value = feeds[name] if keep_library and hasattr(feeds[name], "dtype") else np.asarray(feeds[name])
+        kind = host_dtype(value).kind
         if dtype.startswith(("int", "uint")) and kind not in "iu":
             raise GraphError(f"input {name!r} expects integers ({dtype}), got {value.dtype}")
         if dtype.startswith("float") and kind not in "fiub":
