@@ -201,6 +201,7 @@ def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_
     _MODULES[key] = module
     compiled = Compiled(module, graph, work, outputs, optimizer)
     compiled.cached = work is None  # served from the in-memory or on-disk cache
+    compiled.training, compiled.dtype = training, dtype  # what a data-parallel fit compiles its gradients with
     # a cache hit skips the build; drawings rebuild the graphs on first use
     compiled._rebuild = lambda: _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode,
                                        target)[1]
