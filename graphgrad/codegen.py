@@ -477,9 +477,19 @@ def _spec(graph, op):
     return {n: (d["shape"], d["dtype"]) for n, d in graph.nx.nodes(data=True) if d["op"] == op}
 
 
-def _module(graph, dtype, emitter, title, check_finite, single, mode) -> str:
+def interface(graph, single, mode) -> str:
+    """The constants every generated module opens with: what it reads, keeps and returns."""
     state = {n: (d["shape"], d["attrs"].get("fill", 0.0)) for n, d in graph.nx.nodes(data=True) if d["op"] == "state"}
     keys = [d["attrs"]["key"] for _, d in graph.nx.nodes(data=True) if d["op"] == "output"]
+    return f"""INPUTS = {_spec(graph, "input")!r}
+PARAMS = {_spec(graph, "param")!r}
+STATE = {state!r}
+RESULTS = {sorted(keys)!r}
+SINGLE = {single!r}
+MODE = {mode!r}  # "value": outputs; "grads": (outputs, grads); "step": outputs after updating params"""
+
+
+def _module(graph, dtype, emitter, title, check_finite, single, mode) -> str:
     helpers = kernel_sources(graph)
     if check_finite:
         helpers += "\n\n" + inspect.getsource(_check_finite_source).replace("_check_finite_source", "check_finite")
@@ -496,12 +506,7 @@ F = np.{dtype}
 # outputs page-fault again on every call (W4: ~1000 faults, 40 % of the step); freeing one
 # 16 MB block raises its mmap and trim thresholds for the process (elsewhere: a no-op)
 np.empty(1 << 24, np.uint8)
-INPUTS = {_spec(graph, "input")!r}
-PARAMS = {_spec(graph, "param")!r}
-STATE = {state!r}
-RESULTS = {sorted(keys)!r}
-SINGLE = {single!r}
-MODE = {mode!r}  # "value": outputs; "grads": (outputs, grads); "step": outputs after updating params
+{interface(graph, single, mode)}
 
 {helpers}
 
@@ -528,14 +533,18 @@ def new_state():
     return {{name: np.full(shape, fill, dtype=F) for name, (shape, fill) in STATE.items()}}
 
 
-_state = new_state()
+{RUN_SOURCE}'''
+
+
+# the end of every generated module, whatever its target: the compiled function's own state and its call
+RUN_SOURCE = '''_state = new_state()
 
 
 def unpack(results, single=SINGLE, mode=MODE):
-    outputs = [results[f"out:{{i}}"] for i in range(sum(k.startswith("out:") for k in results))]
+    outputs = [results[f"out:{i}"] for i in range(sum(k.startswith("out:") for k in results))]
     value = outputs[0] if single else outputs
     if mode == "grads":
-        return value, {{k[5:]: v for k, v in results.items() if k.startswith("grad:")}}
+        return value, {k[5:]: v for k, v in results.items() if k.startswith("grad:")}
     return value
 
 

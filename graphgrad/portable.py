@@ -20,7 +20,7 @@ import numpy as np
 import sympy
 
 from . import portable_kernels
-from .codegen import _fmt_shape, _literal, _Names, _RESERVED, _spec, formula_comment, step_order
+from .codegen import RUN_SOURCE, _fmt_shape, _literal, _Names, _RESERVED, formula_comment, interface, step_order
 from .errors import GraphError
 from .kernels import as_pair as pair
 from .ops import get_op
@@ -225,8 +225,6 @@ def generate(graph, dtype: str = "float32", title: str = "", single: bool = True
     printer = _Printer(graph)
     for node in step_order(graph):
         printer.node(node)
-    state = {n: (d["shape"], d["attrs"].get("fill", 0.0)) for n, d in graph.nx.nodes(data=True) if d["op"] == "state"}
-    keys = [d["attrs"]["key"] for _, d in graph.nx.nodes(data=True) if d["op"] == "output"]
     body = "\n".join(printer.lines)
     return f'''"""{title or "graphgrad generated module"}, for the Array API standard.
 
@@ -243,12 +241,7 @@ from array_api_compat import array_namespace, device
 
 TARGET = "array_api"
 DTYPE = {dtype!r}
-INPUTS = {_spec(graph, "input")!r}
-PARAMS = {_spec(graph, "param")!r}
-STATE = {state!r}
-RESULTS = {sorted(keys)!r}
-SINGLE = {single!r}
-MODE = {mode!r}  # "value": outputs; "grads": (outputs, grads); "step": outputs after updating params
+{interface(graph, single, mode)}
 
 {kernel_sources()}
 
@@ -266,18 +259,4 @@ def new_state():
     return {{}}
 
 
-_state = new_state()
-
-
-def unpack(results, single=SINGLE, mode=MODE):
-    outputs = [results[f"out:{{i}}"] for i in range(sum(k.startswith("out:") for k in results))]
-    value = outputs[0] if single else outputs
-    if mode == "grads":
-        return value, {{k[5:]: v for k, v in results.items() if k.startswith("grad:")}}
-    return value
-
-
-def run(params, **feeds):
-    """One call of the compiled function: forward, backward and updates as compiled."""
-    return unpack(step(params, feeds, _state))
-'''
+{RUN_SOURCE}'''

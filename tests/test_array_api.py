@@ -33,7 +33,16 @@ def _dask():
             lambda arrays: list(dask.compute(*arrays)), da.Array)
 
 
-LIBRARIES = {"numpy": _numpy, "torch": _torch, "jax": _jax, "dask": _dask}
+def _cupy():
+    cupy = pytest.importorskip("cupy")
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # CUDA driver or device missing
+        pytest.skip("CuPy needs a GPU")
+    return cupy.asarray, lambda arrays: [cupy.asnumpy(a) for a in arrays], cupy.ndarray
+
+
+LIBRARIES = {"numpy": _numpy, "torch": _torch, "jax": _jax, "dask": _dask, "cupy": _cupy}
 
 
 def _feeds(g, batch, rng):
