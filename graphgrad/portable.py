@@ -14,6 +14,7 @@ kernel here.
 """
 from __future__ import annotations
 
+import importlib.util
 import inspect
 
 import numpy as np
@@ -222,6 +223,8 @@ class _Printer:
 
 def generate(graph, dtype: str = "float32", title: str = "", single: bool = True, mode: str = "value") -> str:
     """Python source of an Array API module with ``step(params, feeds, state) -> results``."""
+    if importlib.util.find_spec("array_api_compat") is None:
+        raise GraphError("target='array_api' needs array_api_compat: pip install 'graphgrad[array-api]'")
     printer = _Printer(graph)
     for node in step_order(graph):
         printer.node(node)

@@ -171,3 +171,27 @@ def test_unknown_target_is_a_graph_error():
     g, loss, _ = gg.models.mlp(hidden=8)
     with pytest.raises(gg.GraphError, match="target"):
         gg.compile(loss, target="fortran")
+
+
+def _registry_cases():
+    from test_ops import DIFFERENTIABLE
+
+    return [n for n in DIFFERENTIABLE if not n.startswith("recurrent_")]  # scans are unrolled before
+
+
+@pytest.mark.parametrize("name", _registry_cases())
+def test_every_op_and_its_gradient_match_the_numpy_target(name):
+    """Each op's registry test case (its test shapes, attrs and domains), value and gradients."""
+    from test_ops import op_case
+
+    g, inputs, feeds, out = op_case(name)
+    floats = [t for t in inputs if t.dtype.startswith("float")]
+    if out.dtype.startswith("float") and floats:
+        weights = g.const(np.random.default_rng(1).normal(size=out.shape))
+        outputs, wrt = [(out * weights).sum(), out], floats
+    else:
+        outputs, wrt = [out], None
+    results = [gg.compile(outputs, wrt=wrt, dtype="float64", target=t)({}, **feeds) for t in ("numpy", "array_api")]
+    expected, got = ([*r[0], *r[1].values()] if wrt else r for r in results)
+    for e, v in zip(expected, got):
+        np.testing.assert_allclose(np.asarray(v, dtype=float), np.asarray(e, dtype=float), rtol=1e-9, atol=1e-12)
