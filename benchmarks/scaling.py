@@ -60,7 +60,8 @@ def distributed_table():
 
     rows = []
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
-        for label, hidden, batch, n in (("tiny MLP (overhead)", 16, 32, 1024), ("MLP 64-1024-10", 1024, 512, 8192)):
+        for label, hidden, batch, n in (("tiny MLP (overhead)", 16, 32, 1024), ("MLP 64-1024-10", 1024, 512, 8192),
+                                        ("MLP 64-2048-10", 2048, 4096, 32768)):
             g, loss, _ = gg.models.mlp(hidden=hidden)
             rng = np.random.default_rng(0)
             data = {"x": rng.normal(size=(n, 64)).astype(np.float32), "y": rng.integers(0, 10, n)}
