@@ -310,9 +310,7 @@ class _Emitter:
         expr, syms = node_formula(data["op"], len(args), data["attrs"])
         printer = NumPyEmitter({s.name: a for s, a in zip(syms, args)})
         temps, (reduced,) = sympy.cse([expr], symbols=sympy.numbered_symbols(f"{var}_t", real=True))
-        shown = str(expr.xreplace({s: sympy.Symbol(a) for s, a in zip(syms, args)}))
-        shown = shown if len(shown) <= 120 else shown[:117] + "..."
-        comment = f"  # {node}: {data['op']} = {shown} {_fmt_shape(data['shape'])}"
+        comment = formula_comment(node, data, expr, syms, args)
         out = self._buffer(node, data, args) if set(syms) <= expr.free_symbols else None
         if out is not None and _large(data["shape"]):
             lines = self._chain(node, data, args, syms, temps, reduced, printer, var, out)
@@ -361,6 +359,13 @@ class _Emitter:
             chain = UfuncChain(printer, full, scratch, _OUT_UFUNCS)
             chain.into(reduced, Target(var, self._own_buffer(node, data, args)))
         return lines + [text for text, _ in chain.steps]
+
+
+def formula_comment(node, data, expr, syms, args) -> str:
+    """The trailing comment of an elementwise node: its formula over the argument names, and its shape."""
+    shown = str(expr.xreplace({s: sympy.Symbol(a) for s, a in zip(syms, args)}))
+    shown = shown if len(shown) <= 120 else shown[:117] + "..."
+    return f"  # {node}: {data['op']} = {shown} {_fmt_shape(data['shape'])}"
 
 
 def _large(shape) -> bool:
@@ -425,6 +430,14 @@ def share_buffers(graph, order, emitter) -> dict:
     return slots
 
 
+def step_order(graph, updates=()) -> list:
+    """The nodes in topological order, effects last: in-place param ``updates`` run after every
+    other read of the params, then the assigns."""
+    order = topological_order(graph)
+    effects_last = [n for n in order if n in updates] + [n for n in order if graph.nx.nodes[n]["op"] == "assign"]
+    return [n for n in order if graph.nx.nodes[n]["op"] != "assign" and n not in updates] + effects_last
+
+
 def generate(graph, dtype: str = "float32", check_finite: bool = False, title: str = "",
              single: bool = True, mode: str = "value") -> str:
     """Python source of a module with ``step(params, feeds, state) -> results``.
@@ -432,11 +445,8 @@ def generate(graph, dtype: str = "float32", check_finite: bool = False, title: s
     ``results`` maps each ``output`` node's key to its value; ``assign``
     nodes write into ``params``/``state`` at the end of the step.
     """
-    order = topological_order(graph)
     emitter = _Emitter(graph, check_finite)
-    # in-place param updates run after every other read of the params, then the assigns
-    effects_last = [n for n in order if n in emitter.updates] + [n for n in order if graph.nx.nodes[n]["op"] == "assign"]
-    order = [n for n in order if graph.nx.nodes[n]["op"] != "assign" and n not in emitter.updates] + effects_last
+    order = step_order(graph, emitter.updates)
     last_read = {a: i for i, n in enumerate(order) for a in graph.args(n)}
     for i, node in enumerate(order):
         data = graph.nx.nodes[node]
@@ -467,9 +477,21 @@ def _fitted(lines) -> str:
     return "\n".join(part for line in lines for part in fit(line))
 
 
-def _module(graph, dtype, emitter, title, check_finite, single, mode) -> str:
+def interface(graph, single, mode) -> str:
+    """The constants every generated module opens with: what it reads, keeps and returns."""
     state = {n: (d["shape"], d["attrs"].get("fill", 0.0)) for n, d in graph.nx.nodes(data=True) if d["op"] == "state"}
     keys = [d["attrs"]["key"] for _, d in graph.nx.nodes(data=True) if d["op"] == "output"]
+    return "\n".join([
+        _assignment("INPUTS", _spec(graph, "input")),
+        _assignment("PARAMS", _spec(graph, "param")),
+        _assignment("STATE", state),
+        f"RESULTS = {sorted(keys)!r}",
+        f"SINGLE = {single!r}",
+        f'MODE = {mode!r}  # "value": outputs; "grads": (outputs, grads); "step": outputs after updating params',
+    ])
+
+
+def _module(graph, dtype, emitter, title, check_finite, single, mode) -> str:
     body = _fitted(emitter.lines) or "    pass"
     helpers = [_BUFFER] if "buffer(state, " in body else []
     if check_finite:
@@ -486,12 +508,7 @@ returned.  The helper functions ``step`` calls follow it.
 import numpy as np
 
 F = np.{dtype}
-{_assignment("INPUTS", _spec(graph, "input"))}
-{_assignment("PARAMS", _spec(graph, "param"))}
-{_assignment("STATE", state)}
-RESULTS = {sorted(keys)!r}
-SINGLE = {single!r}
-MODE = {mode!r}  # "value": outputs; "grads": (outputs, grads); "step": outputs after updating params
+{interface(graph, single, mode)}
 {consts}
 
 def step(params, feeds, state):
@@ -505,24 +522,28 @@ def new_state():
     return {{name: np.full(shape, fill, dtype=F) for name, (shape, fill) in STATE.items()}}
 
 
-_state = new_state()
+{RUN_SOURCE}
+
+{helpers}'''
+    return source.rstrip() + "\n"
+
+
+# the end of every generated module, whatever its target: the compiled function's own state and its call
+RUN_SOURCE = '''_state = new_state()
 
 
 def unpack(results, single=SINGLE, mode=MODE):
-    outputs = [results[f"out:{{i}}"] for i in range(sum(k.startswith("out:") for k in results))]
+    outputs = [results[f"out:{i}"] for i in range(sum(k.startswith("out:") for k in results))]
     value = outputs[0] if single else outputs
     if mode == "grads":
-        return value, {{k[5:]: v for k, v in results.items() if k.startswith("grad:")}}
+        return value, {k[5:]: v for k, v in results.items() if k.startswith("grad:")}
     return value
 
 
 def run(params, **feeds):
     """One call of the compiled function: forward, backward and updates as compiled."""
     return unpack(step(params, feeds, _state))
-
-
-{helpers}'''
-    return source.rstrip() + "\n"
+'''
 
 
 _BUFFER = '''def buffer(state, name, shape):

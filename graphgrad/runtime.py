@@ -23,7 +23,9 @@ from .codegen import generate
 from .errors import GraphError
 from .ir import Tensor, canonical
 from .ops import get_op
+from .ops.recurrent import unroll_scans
 from .passes import PASSES, REWRITES, dead_code, fuse_elementwise, optimise
+from .portable_kernels import host_dtype
 from . import validate
 
 _MODULES: dict = {}  # cache key -> loaded module, for this process
@@ -94,7 +96,7 @@ def _relevant_nodes(graph, outputs):
     return set(roots).union(*(nx.ancestors(graph.nx, r) for r in roots))
 
 
-def _cache_key(graph, outputs, wrt, optimizer, training, dtype, check_finite, single) -> str:
+def _cache_key(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, target="numpy") -> str:
     from .autodiff import topological_order
 
     h = hashlib.sha256(_code_version().encode())
@@ -102,7 +104,7 @@ def _cache_key(graph, outputs, wrt, optimizer, training, dtype, check_finite, si
         d = graph.nx.nodes[node]
         h.update(f"{node}|{d['op']}|{d['shape']}|{d['dtype']}|{canonical(d['attrs'])}|{graph.args(node)}\n".encode())
     h.update(repr(([o.node for o in outputs], [w.node for w in wrt or []], training, dtype, check_finite,
-                   single)).encode())
+                   single, target)).encode())
     h.update(canonical(vars(optimizer) | {"class": type(optimizer).__name__} if optimizer else None).encode())
     return h.hexdigest()[:32]
 
@@ -141,7 +143,7 @@ def _wrt_tensors(graph, wrt):
     return [graph[w] if isinstance(w, str) else graph.as_tensor(w) for w in wrt]
 
 
-def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode):
+def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode, target="numpy"):
     """declare -> derive -> optimise -> generate, on a copy of the user's graph."""
     work = graph.copy()
     outs = [work.tensor(o.node) for o in outputs]
@@ -150,6 +152,8 @@ def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single
     _keep_feasible_updates(work, outs, training)
     # stable forms first, so that the chain rule differentiates log_softmax, not log(softmax)
     work = optimise(work, training, passes=(dead_code, *REWRITES))
+    if target == "array_api":  # the loop lowering has no Array API kernel: differentiate the unrolled cells
+        work = unroll_scans(work)
     outs = [work.tensor(o.node) for o in outs]
     if wrt:
         for w in wrt:  # a param the outputs do not use was dropped as dead code: its gradient is zero
@@ -167,6 +171,10 @@ def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single
     work = optimise(work, training, passes=[p for p in PASSES if not (check_finite and p is fuse_elementwise)])
     work.derived = derived
     kind = {"value": "forward", "grads": "forward + backward", "step": "training step"}[mode]
+    if target == "array_api":
+        from . import portable  # needs the [array-api] extra
+
+        return portable.generate(work, dtype=dtype, single=single, mode=mode, title=f"graph {graph.name!r}: {kind}"), work
     return generate(work, dtype=dtype, check_finite=check_finite, single=single, mode=mode,
                     title=f"graph {graph.name!r}: {kind}"), work
 
@@ -194,14 +202,18 @@ def feasible_updates(graph, outs, training) -> list:
             if {a for a in nx.ancestors(graph.nx, node) if graph.nx.nodes[a]["op"] == "input"} <= fed]
 
 
-def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_finite=False) -> "Compiled":
+def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_finite=False,
+            target="numpy") -> "Compiled":
     """Compile outputs (a Tensor or a list) into one generated NumPy function.
 
     With ``wrt`` the call returns ``(outputs, grads)``, the gradients of the
     first output (a scalar) as a dict by name; with ``optimizer`` it updates
     the params in place and returns the outputs.  ``dtype="float64"`` computes
     in float64 whatever the declared dtypes.  A second compile of the same
-    graph is served from a cache (in memory, then on disk).
+    graph is served from a cache (in memory, then on disk).  ``target="array_api"``
+    writes the step against the Array API standard instead: it runs on NumPy, PyTorch,
+    JAX, Dask or CuPy arrays and returns arrays of the caller's library (the
+    ``graphgrad[array-api]`` extra; see docs/scaling.md).
 
     >>> import graphgrad as gg, numpy as np
     >>> g = gg.Graph(); x = g.input("x", (None, 2)); w = g.param("w", (2, 1))
@@ -230,22 +242,26 @@ def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_
         raise GraphError(f"gradients need a scalar first output, but {outputs[0].op} node {outputs[0].node!r} "
                          f"has shape {outputs[0].shape}")
     mode = "step" if optimizer is not None else "grads" if wrt is not None else "value"
+    if target not in ("numpy", "array_api") or target == "array_api" and check_finite:
+        raise GraphError(f"target must be 'numpy' or 'array_api' (check_finite: 'numpy' only), got {target!r}")
     dtype = validate.dtype_name(dtype, "compile") if dtype else _default_dtype(graph)
     if not dtype.startswith("float"):
         raise GraphError(f"compile computes in float32 or float64, not {dtype}")
-    key = _cache_key(graph, outputs, wrt, optimizer, training, dtype, check_finite, single)
+    key = _cache_key(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, target)
     module = _MODULES.get(key) or _load_cached(key)
     work = None
     if module is None:
-        source, work = _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode)
+        source, work = _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode, target)
         module = _load(key, source)
     _MODULES[key] = module
     compiled = Compiled(module, graph, work, outputs, optimizer)
     compiled.writes = ({w.node for w in wrt} if optimizer else set()) | \
         {graph.nx.nodes[n]["attrs"]["key"] for n in feasible_updates(graph, outputs, training)}
     compiled.cached = work is None  # served from the in-memory or on-disk cache
+    compiled.training, compiled.dtype = training, dtype  # what a data-parallel fit compiles its gradients with
     # a cache hit skips the build; drawings rebuild the graphs on first use
-    compiled._rebuild = lambda: _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode)[1]
+    compiled._rebuild = lambda: _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode,
+                                       target)[1]
     return compiled
 
 
@@ -307,9 +323,12 @@ class Compiled:
         write_atomic(path, self.source)
 
     def __call__(self, params, **feeds):
-        feeds = check_feeds(self.module.INPUTS, feeds, known={t.node for t in self.graph.inputs})
+        portable = getattr(self.module, "TARGET", "numpy") == "array_api"  # binds new arrays, writes none
+        feeds = check_feeds(self.module.INPUTS, feeds, known={t.node for t in self.graph.inputs},
+                            keep_library=portable)
         # every check before the step runs, so that a call applies all its updates or none
-        params = check_params(self.module.PARAMS, params, writes=self.writes)
+        params = check_params(self.module.PARAMS, params, writes=() if portable else self.writes,
+                              keep_library=portable)
         empty = [name for name, (shape, _) in self.module.INPUTS.items()
                  if None in shape and feeds[name].shape[shape.index(None)] == 0]
         if empty and self.module.MODE != "value":
@@ -352,10 +371,11 @@ def _fmt(shape):
     return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def check_feeds(spec: dict, feeds: dict, known=()) -> dict:
+def check_feeds(spec: dict, feeds: dict, known=(), keep_library=False) -> dict:
     """Validate feeds against the inputs' declared shapes and dtypes, before any generated code runs.
 
     Feeds for ``known`` inputs of the graph that this function does not use are ignored.
+    ``keep_library``: arrays of any library are checked as they are, not converted to NumPy.
     """
     missing = sorted(set(spec) - set(feeds))
     if missing:
@@ -367,8 +387,8 @@ def check_feeds(spec: dict, feeds: dict, known=()) -> dict:
     batch = None
     checked = {}
     for name, (shape, dtype) in spec.items():
-        value = validate.as_array(feeds[name], f"input {name!r}")
-        kind = value.dtype.kind
+        value = _library_array(feeds[name], f"input {name!r}", keep_library)
+        kind = host_dtype(value).kind
         if dtype.startswith(("int", "uint")) and kind not in "iu":
             raise GraphError(f"input {name!r} expects integers ({dtype}), got {value.dtype}")
         if value.ndim != len(shape) or any(d is not None and d != v for d, v in zip(shape, value.shape)):
@@ -382,7 +402,14 @@ def check_feeds(spec: dict, feeds: dict, known=()) -> dict:
     return checked
 
 
-def check_params(spec: dict, params: dict, writes=()) -> dict:
+def _library_array(value, what, keep_library):
+    """A feed or param as an array: any library's array as it is with ``keep_library``, else NumPy's."""
+    if keep_library and hasattr(value, "dtype"):
+        return value
+    return validate.as_array(value, what)
+
+
+def check_params(spec: dict, params: dict, writes=(), keep_library=False) -> dict:
     """Validate params against the declared shapes: real numbers of the right shape, and the ones in
     ``writes`` (updated in place by the call) writable float arrays."""
     if not isinstance(params, dict):
@@ -392,8 +419,8 @@ def check_params(spec: dict, params: dict, writes=()) -> dict:
         if name not in params:
             raise GraphError(f"params has no entry for param {name!r} (shape {_fmt(shape)}); "
                              "use graph.init_params() to make one")
-        value = validate.as_array(params[name], f"param {name!r}")
-        if value.shape != tuple(shape):
+        value = _library_array(params[name], f"param {name!r}", keep_library)
+        if tuple(value.shape) != tuple(shape):
             raise GraphError(f"param {name!r} expects shape {_fmt(shape)}, got {value.shape}")
         if name in writes:
             array = params[name]

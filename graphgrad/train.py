@@ -13,28 +13,35 @@ from .runtime import write_atomic
 from . import validate
 
 
-def batches(data: dict, batch_size: int, rng=None, merge_single: bool = False):
-    """Yield dicts of aligned mini-batches, shuffled when ``rng`` is given; with ``merge_single`` a last
-    batch of one example joins the batch before it."""
-    n = len(next(iter(data.values())))
+def batch_indices(n: int, batch_size: int, rng=None, merge_single: bool = False):
+    """Yield the row indices of each mini-batch of ``n`` examples, shuffled when ``rng`` is given; with
+    ``merge_single`` a last batch of one example joins the batch before it."""
     order = rng.permutation(n) if rng is not None else np.arange(n)
     starts = list(range(0, n, batch_size))
     if merge_single and len(starts) > 1 and n - starts[-1] == 1:
         starts.pop()
     for start, stop in zip(starts, starts[1:] + [n]):
-        idx = order[start:stop]
+        yield order[start:stop]
+
+
+def batches(data: dict, batch_size: int, rng=None, merge_single: bool = False):
+    """Yield dicts of aligned mini-batches, shuffled when ``rng`` is given."""
+    for idx in batch_indices(len(next(iter(data.values()))), batch_size, rng, merge_single):
         yield {k: v[idx] for k, v in data.items()}
 
 
 def fit(step, params: dict, data: dict, epochs: int = 1, batch_size: int = 32, val=None, seed: int = 0,
-        progress: bool = True) -> dict:
+        progress: bool = True, client=None) -> dict:
     """Train with a compiled step (``gg.compile(loss, optimizer=...)``) over ``data`` (name -> array).
 
     ``val`` is an optional ``callable(params) -> float`` (e.g. accuracy)
     evaluated after each epoch.  Returns the history: per-epoch mean loss,
     validation values and examples per second.  A graph with BatchNorm cannot
     train on a batch of one, so a last batch of one example is merged into the
-    batch before it (with a warning).
+    batch before it (with a warning).  With a Dask ``client``
+    (``dask.distributed.Client``) every mini-batch is split over the cluster's
+    workers and their gradients summed (`graphgrad.distributed`): the same
+    batches and the same steps, up to rounding.
     """
     from .nn.regularization import has_batch_norm
 
@@ -44,15 +51,22 @@ def fit(step, params: dict, data: dict, epochs: int = 1, batch_size: int = 32, v
     if merge_single:
         warnings.warn(f"gg.fit: {n} examples in batches of {batch_size} leave a last batch of 1 example, which "
                       "BatchNorm cannot normalize in training; it is merged into the batch before it", stacklevel=2)
+    if client is not None:
+        from .distributed import DataParallel  # needs the [distributed] extra
+
+        train_on = DataParallel(step, params, data, client)
+    else:
+        def train_on(idx):
+            return float(step(params, **{k: v[idx] for k, v in data.items()}))
     history = {"loss": [], "val": [], "examples_per_s": []}
     from tqdm.auto import tqdm  # here, not at import: it is 20 ms of every `import graphgrad`
 
     bar = tqdm(total=epochs * n, unit="ex", disable=not progress, leave=False)
     for epoch in range(epochs):
         losses, start = [], time.perf_counter()
-        for batch in batches(data, batch_size, rng, merge_single):
-            losses.append(float(step(params, **batch)))
-            bar.update(len(next(iter(batch.values()))))
+        for idx in batch_indices(n, batch_size, rng, merge_single):
+            losses.append(train_on(idx))
+            bar.update(len(idx))
             bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}", refresh=False)
         history["loss"].append(float(np.mean(losses)))
         history["examples_per_s"].append(n / (time.perf_counter() - start))
