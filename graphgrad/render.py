@@ -103,6 +103,7 @@ def render(target, backward: bool = False, grads=None, rankdir: str = "TB", *, u
     graph, nodes = _resolve(target, optimized)
     errors = gradient_errors(target, check) if check is not None else {}
     drawing = _Drawing(graph, nodes, collapse=int(collapse), formulas=formulas, notation=notation)
+    drawing.hyper = _hyper_parameters(getattr(target, "optimizer", None))
     if backward and isinstance(target, Tensor):
         drawing.chain_rule(target.node)
     drawing.mark_path(graph, target, highlight)
@@ -181,6 +182,7 @@ class _Drawing:
         self.grad_of = {n: self.nx.nodes[n]["grad_of"] for n in self.order
                         if self.nx.nodes[n].get("grad_of") is not None}
         self.chain, self.seed, self.final = [], None, {}  # chain-rule edges, ∂L/∂L, ∂L/∂param -> param
+        self.hyper = {}  # a value -> the optimizer hyper-parameter it is (lr, momentum, ...)
         self.scopes = {}
         for n in self.order:
             self.scopes[n] = self._scope(n)
@@ -279,9 +281,10 @@ class _Drawing:
         lines = [head if n == self.seed else f"{head} {_shape(data['shape'])}"]
         value = _const_value(data)
         if value is not None and not self.is_grad(n):
-            lines = [f"{name} = {value}" if name != "const" else value, _shape(data["shape"])]
-        elif data["op"] == "state" and "of" in data["attrs"] and not self.is_grad(n):
-            lines = [f"{data['attrs']['kind']} of {data['attrs']['of']}", f"state {_shape(data['shape'])}"]
+            hyper = self.hyper.get(float(data["attrs"]["value"]))
+            lines = [f"{hyper} = {value}" if hyper else value]
+        elif data["op"] == "state" and not self.is_grad(n):
+            lines = [_state_name(n), f"state {_shape(data['shape'])}"]
         if self.formulas and get_op(data["op"]).elementwise and data["op"] != "const":
             lines.append("= " + _short(symbolic.unicode(self._formula(n)), 60))
         if n in self.colour:
@@ -465,7 +468,7 @@ class _Drawing:
             if a == b:
                 continue
             style = self.edge_style(u, v, label)
-            key = (a, b)
+            key = (a, b) if (a, b) != (u, v) else (a, b, len(seen))  # x * x: two edges; boxes: one
             if key in seen:  # one drawn edge per pair of boxes: the derivatives and the widest pen it carries
                 old = seen[key]
                 if "label" in style and style["label"] not in old.get("label", ""):
@@ -474,7 +477,7 @@ class _Drawing:
                     old.update(color=style["color"], penwidth=style["penwidth"])
                 continue
             seen[key] = style
-        for (a, b), style in seen.items():
+        for (a, b, *_), style in seen.items():
             if style.get("dir") == "back":
                 dot.edge(b, a, **style)
             else:
@@ -483,6 +486,23 @@ class _Drawing:
 
 def _error_fill(error: float) -> str:
     return "#a1d99b" if error < 1e-6 else "#fee391" if error < 1e-3 else "#fb6a4a"
+
+
+def _hyper_parameters(optimizer) -> dict:
+    """value -> "lr", "momentum", ... for an optimizer's numeric settings (both names when two share a value)."""
+    names: dict = {}
+    for key, value in vars(optimizer or {}).items() if optimizer is not None else ():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "clip_norm":
+            names[float(value)] = f"{names[float(value)]} = {key}" if float(value) in names else key
+    return names
+
+
+def _state_name(node: str) -> str:
+    """An optimizer's state by what it is: "momentum.momentum/fc1.W" -> "momentum of fc1.W"."""
+    found = re.fullmatch(r"[^./]+\.([^/]+)/(.+)", node)
+    if found:
+        return f"{found.group(1)} of {found.group(2)}"
+    return {"t": "step count t"}.get(node.rsplit(".", 1)[-1], node)
 
 
 def _const_value(data) -> str | None:

@@ -136,11 +136,6 @@ class _Unrolled:
 
 
 # -- the drawing ----------------------------------------------------------------------------
-def _at(text: str, t: int) -> str:
-    """A one-unit local derivative at step ``t``: f_t -> f_3, h_t−1 -> h_2."""
-    return text.replace("t−1", str(t - 1)).replace("_t", f"_{t}")
-
-
 def _magnitude_style(value, top):
     if value is None or not top:
         return {}
@@ -205,8 +200,9 @@ def _legend(dot, net, rows):
         for w in net.weights:
             box.node(w, f"{w}\n{_shape(net.graph.nx.nodes[w]['shape'])}", fillcolor=FILL["param"], color="#a1d99b",
                      fontsize="9")
-        for a, b in zip(net.weights, net.weights[1:]):
-            _up(box, a, b, style="invis")
+        box.attr("edge", style="invis")  # a column, W_ih at the bottom
+        for lower, upper in zip(net.weights, net.weights[1:]):
+            box.edge(upper, lower)
     rows.setdefault("x", []).append(net.weights[0])
 
 
@@ -318,15 +314,15 @@ def _backward(dot, clusters, net, grads, rows):
     for t in net.steps:
         style = {**edge, **_magnitude_style(norms["h"][t], top)}
         if net.kind == "lstm":
-            _up(dot, f"dh_t{t}", f"dc_t{t}", label=_at(derivs[("h", "c")], t), **style)
+            _up(dot, f"dh_t{t}", f"dc_t{t}", label=derivs[("h", "c")], **style)
         if t == 0:
             continue
         # each lane is drawn in time order (tail left) with its arrow pointing back in time
-        dot.edge(f"dh_t{t - 1}", f"dh_t{t}", label=_at(derivs[("h", "h")], t), dir="back", **style)
+        dot.edge(f"dh_t{t - 1}", f"dh_t{t}", label=derivs[("h", "h")], dir="back", **style)
         if net.kind == "lstm":
             c_style = {**edge, **_magnitude_style(norms["c"][t], top)}
-            dot.edge(f"dc_t{t - 1}", f"dc_t{t}", label=_at(derivs[("c", "c")], t), dir="back", **c_style)
-            dot.edge(f"dc_t{t}", f"dh_t{t - 1}", label=_at(derivs[("c", "h")], t), **c_style)
+            dot.edge(f"dc_t{t - 1}", f"dc_t{t}", label=derivs[("c", "c")], dir="back", **c_style)
+            dot.edge(f"dc_t{t}", f"dh_t{t - 1}", label=derivs[("c", "h")], **c_style)
     for t in net.outputs:
         _up(dot, "head", f"dh_t{t}", label=f"∂L/∂h_{t}\nfrom above", **edge)
     _weight_sum(dot, net)
