@@ -29,6 +29,8 @@ from .ops import get_op
 FILL = {"input": "#deebf7", "param": "#e5f5e0", "const": "#f0f0f0", "state": "#fff7bc", "assign": "#fee6ce",
         "output": "#f0f0f0"}
 GRAD_FILL, GRAD_LINE = "#fde0dd", "#cb181d"
+DOWNSAMPLING = {"maxpool2d", "avgpool2d"}
+UPSAMPLING = {"conv_transpose2d", "upsample_nearest2d", "upsample_bilinear2d"}
 HIGHLIGHT = "#ff7f00"
 # light to dark, for gradient magnitudes (ColorBrewer YlOrRd)
 MAGNITUDE = ["#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#b10026"]
@@ -183,6 +185,7 @@ class _Drawing:
                         if self.nx.nodes[n].get("grad_of") is not None}
         self.chain, self.seed, self.final = [], None, {}  # chain-rule edges, ∂L/∂L, ∂L/∂param -> param
         self.hyper = {}  # a value -> the optimizer hyper-parameter it is (lr, momentum, ...)
+        self.levels, self.split = {}, set()  # collapsed: node -> its encoder-decoder level; nodes drawn alone
         self.scopes = {}
         for n in self.order:
             self.scopes[n] = self._scope(n)
@@ -224,12 +227,58 @@ class _Drawing:
         return tuple(parts)
 
     def group(self, n) -> str:
-        """The drawn node standing for ``n``: itself, or its layer's box when collapsed."""
+        """The drawn node standing for ``n``: itself, or its layer's (or level's) box when collapsed."""
         scope = self.scopes[n]
         if self.collapse and scope and n not in self.split:
-            layer = "/".join(scope[: self.collapse])
+            layer = self.levels.get(self.grad_of.get(n, n)) or "/".join(scope[: self.collapse])
             return f"∂{layer}" if self.is_grad(n) else layer
         return n
+
+    def _levels(self) -> dict:
+        """An encoder-decoder (a layer that both down- and up-samples: a U-Net) by levels: node -> its box,
+        ``<layer>/down 32×32``, ``<layer>/bottom 8×8`` or ``<layer>/up 32×32``, to be drawn as a U."""
+        levels = {}
+        for layer in {s[:1] for s in self.scopes.values() if s}:
+            members = [n for n in self.order if n in self.nx and self.scopes[n][:1] == layer and not self.is_grad(n)]
+            ups = [n for n in members if self.nx.nodes[n]["op"] in UPSAMPLING]
+            if not ups or not any(self.nx.nodes[n]["op"] in DOWNSAMPLING for n in members):
+                continue
+            decoder = set().union(*(nx.descendants(self.nx, u) | {u} for u in ups))
+            sizes = {n: self.nx.nodes[n]["shape"][2:] for n in members if len(self.nx.nodes[n]["shape"]) == 4
+                     and self.nx.nodes[n]["shape"][0] is None}  # the maps, not a bias reshaped to broadcast
+            lowest = min(math.prod(size) for size in sizes.values())
+            for n, (h, w) in sizes.items():
+                side = "bottom" if h * w == lowest else "up" if n in decoder else "down"
+                levels[n] = f"{layer[0]}/{side} {h}×{w}"
+            for n in reversed(members):  # a param (or its reshape) sits in the level of the op that reads it
+                users = [levels[v] for v in self.nx.successors(n) if v in levels]
+                if n not in levels and users:
+                    levels[n] = users[0]
+        return levels
+
+    def _level_edge(self, a, b) -> dict:
+        """Between levels of a U: the skip (same size) is labelled; the way up leaves the rows to `_u_shape`."""
+        boxes = set(self.levels.values())
+        if a.lstrip("∂") not in boxes or b.lstrip("∂") not in boxes:
+            return {}
+        (side_a, size_a), (side_b, size_b) = (x.rsplit("/", 1)[-1].split(" ") for x in (a, b))
+        if size_a == size_b and side_a == "down" and side_b == "up":
+            return {"label": "skip", "fontcolor": "#2171b5", "color": "#2171b5", "penwidth": "2"}
+        area = lambda size: math.prod(int(d) for d in size.split("×"))  # noqa: E731
+        return {"constraint": "false"} if area(size_b) > area(size_a) else {}
+
+    def _u_shape(self, dot, boxes):
+        """Each level of an encoder-decoder on one row: the encoder's box, the decoder's, then their gradients."""
+        rows: dict = {}
+        for box in boxes:
+            side, size = box.rsplit("/", 1)[-1].split(" ")
+            rows.setdefault((box.lstrip("∂").rsplit("/", 1)[0], size), {})[("∂" if box[0] == "∂" else "") + side] = box
+        for row in rows.values():
+            ordered = [row[k] for k in ("down", "bottom", "up", "∂up", "∂bottom", "∂down") if k in row]
+            with dot.subgraph() as same:
+                same.attr(rank="same")
+                for a, b in zip(ordered, ordered[1:]):
+                    same.edge(a, b, style="invis")
 
     # -- options ------------------------------------------------------------
     def mark_path(self, graph, target, highlight):
@@ -367,20 +416,26 @@ class _Drawing:
             graph_attr={"rankdir": rankdir, "fontname": "Helvetica", "newrank": "true", **options},
             node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica", "fontsize": "10"},
             edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#525252"})
-        self.split = self._cyclic_boxes()
+        self.levels = self._levels() if self.collapse else {}
+        self.split = self._unboxed()
         self._nodes(dot)
         self._edges(dot)
+        self._u_shape(dot, {self.group(n) for n in self.order if self.grad_of.get(n, n) in self.levels})
         return dot
 
-    def _cyclic_boxes(self) -> set:
-        """The nodes of boxes that would close a cycle the graph does not have (a layer whose ops run both
-        before and after a nested layer's): those are drawn one by one inside their layer's cluster."""
-        split: set = set()
+    def _unboxed(self) -> set:
+        """Nodes drawn one by one inside their layer's cluster although collapsed: the ops of a layer that
+        also holds nested layers drawn as boxes (they run before and after those, so one box for them would
+        close a cycle the graph does not have), then any box that still closes one."""
         if not self.collapse:
-            return split
+            return set()
+        scopes = set(self.scopes.values())
+        split = {n for n, s in self.scopes.items()
+                 if 0 < len(s) < self.collapse and any(len(o) > len(s) and o[: len(s)] == s for o in scopes)}
         while True:
             self.split = split
-            boxes = nx.DiGraph((self.group(u), self.group(v)) for u, v, _ in self.edges() if self.group(u) != self.group(v))
+            boxes = nx.DiGraph((self.group(u), self.group(v)) for u, v, _ in self.edges())
+            boxes.remove_edges_from(nx.selfloop_edges(boxes))
             cyclic = {b for c in nx.strongly_connected_components(boxes) if len(c) > 1 for b in c}
             members = {n for n in self.order if self.group(n) in cyclic and self.group(n) != n}
             if not members:
@@ -396,7 +451,7 @@ class _Drawing:
                 drawn[group].append(n)
                 continue
             drawn[group] = [n]
-            scope = self.scopes[n] if group == n else self.scopes[n][: min(len(self.scopes[n]), self.collapse) - 1]
+            scope = self.scopes[n] if group == n else tuple(group.lstrip("∂").split("/")[:-1])
             tree.setdefault(scope, []).append(group)
         self.drawn = drawn
         for scope in sorted(tree, key=len):
@@ -432,7 +487,8 @@ class _Drawing:
         params = [m for m in members if m in self.nx and self.nx.nodes[m]["op"] == "param"]
         count = sum(math.prod(self.nx.nodes[p]["shape"]) for p in params)
         kinds = ", ".join(dict.fromkeys(o for o in ops if o not in ("add", "reshape", "expr")))
-        last = [d for d in forward if not get_op(d["op"]).source][-1:] or forward[-1:]
+        computed = [d for d in forward if not get_op(d["op"]).source] or forward
+        last = [d for d in computed if d["shape"][:1] == (None,)][-1:] or computed[-1:]  # a batch, not a bias
         lines = [group.split("/")[-1] if not group.startswith("∂") else "∂L/∂" + group[1:].split("/")[-1],
                  _short(kinds, 40), _shape(last[0]["shape"])]
         if count:
@@ -476,7 +532,7 @@ class _Drawing:
                 if float(style.get("penwidth", 1)) > float(old.get("penwidth", 1)):
                     old.update(color=style["color"], penwidth=style["penwidth"])
                 continue
-            seen[key] = style
+            seen[key] = style | self._level_edge(a, b)
         for (a, b, *_), style in seen.items():
             if style.get("dir") == "back":
                 dot.edge(b, a, **style)

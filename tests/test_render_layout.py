@@ -91,3 +91,17 @@ def test_collapsed_resnet_has_no_false_cycle():
         source = gg.render(loss, collapse=level).source
         edges = re.findall(r'^\s*("[^"]+"|\w+) -> ("[^"]+"|\w+)', source, re.M)
         assert nx.is_directed_acyclic_graph(nx.DiGraph(edges)), level
+
+
+def test_collapsed_unet_is_drawn_as_a_u():
+    _, loss, _ = gg.models.unet(depth=3)
+    dot = gg.render(loss, collapse=True)
+    pos = node_positions(layout(dot))
+    down = [pos[f"unet/down {s}×{s}"] for s in (32, 16, 8)]
+    up = [pos[f"unet/up {s}×{s}"] for s in (32, 16, 8)]
+    bottom = pos["unet/bottom 4×4"]
+    for (dx, dy), (ux, uy) in zip(down, up):
+        assert abs(dy - uy) < 1 and dx < ux  # a level: the encoder left of the decoder, on one row
+    assert [y for _, y in down] == sorted((y for _, y in down), reverse=True)  # down the left side
+    assert bottom[1] < down[-1][1]  # the bottom of the U
+    assert dot.source.count("label=skip") == 3  # the skip (concat) edges, one per level
