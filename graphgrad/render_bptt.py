@@ -24,6 +24,7 @@ import networkx as nx
 import sympy
 
 from .autodiff import topological_order
+from .errors import GraphError
 from .ir import Graph, Tensor
 from .ops import recurrent as R
 from .ops.elementwise import sigmoid
@@ -101,6 +102,7 @@ class _Unrolled:
         self.inputs = {t: next((n for n in timed if G.nodes[n]["time"] == t and G.nodes[n]["op"] == "getitem"
                                 and G.nodes[graph.args(n)[0]]["op"] == "input"), None) for t in self.steps}
         self.outputs, self.head = self._outputs()
+        self.expanded = set()  # the steps whose LSTM cell is drawn with its gates
 
     def _outputs(self):
         """The steps whose h_t the layers above read, and those layers' nodes (the head), in order.
@@ -159,24 +161,26 @@ def render_unrolled(target, backward: bool = False, grads=None, collapsed: bool 
                     rankdir: str = "TB", **options) -> Drawing:
     """The BPTT drawing of the graph ending at ``target`` (see the module docstring)."""
     net = _Unrolled(target)
+    if not net.steps:
+        raise GraphError(f"unroll=True draws a recurrent layer through time, and graph {net.graph.name!r} has none")
+    one = set() if expand is False or expand is None else {net.steps[-1] if expand is True else expand}
+    net.expanded = set() if net.kind != "lstm" else set(net.steps) if not collapsed else one
     dot = Drawing(net.graph.name, graph_attr={
         "rankdir": rankdir, "fontname": "Helvetica", "newrank": "true",
         "nodesep": "0.5", "ranksep": "0.55", **options},
         node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica", "fontsize": "10",
                    "fillcolor": "#ffffff"},
         edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#606060"})
-    expanded = set(net.steps) if not collapsed else {net.steps[-1] if expand is True else expand} if (
-        expand is not False and expand is not None and net.kind == "lstm") else set()
     clusters = {t: Drawing(name=f"cluster_t{t}", graph_attr={
         "label": f"t = {t}", "style": "rounded", "color": "#9ecae1", "fontname": "Helvetica"}) for t in net.steps}
     rows: dict = {}  # row name -> nodes that share its rank, left to right
     _legend(dot, net, rows)
     for t in net.steps:
-        _step(clusters[t], net, t, t in expanded, rows)
-    _lanes(dot, net, expanded)
+        _step(clusters[t], net, t, rows)
+    _lanes(dot, net)
     if net.head:
         _head(dot, clusters, net, rows)
-    if backward and net.steps:
+    if backward:
         _backward(dot, clusters, net, grads, rows)
     for t in net.steps:
         dot.subgraph(clusters[t])
@@ -215,14 +219,14 @@ def _cell(t):
     return f"cell_t{t}"
 
 
-def _step(cluster, net, t, expanded, rows):
+def _step(cluster, net, t, rows):
     """x_t and the cell of step t, one column."""
     x = net.inputs.get(t)
     if x is not None:
         shape = net.graph.nx.nodes[x]["shape"]
         cluster.node(f"x_t{t}", f"x_{t}\n{_shape(shape)}", fillcolor=FILL["input"], shape="ellipse")
         rows.setdefault("x", []).append(f"x_t{t}")
-    if expanded:
+    if t in net.expanded:
         _olah_cell(cluster, t, rows)
     else:
         h = net.role.get((t, "h"))
@@ -232,17 +236,17 @@ def _step(cluster, net, t, expanded, rows):
                      color="#2171b5", height="0.8", width="1.3")
         rows.setdefault("cell", []).append(_cell(t))
     if x is not None:
-        _up(cluster, f"x_t{t}", _entry(t, expanded), label="W_ih", fontcolor="#31a354")
+        _up(cluster, f"x_t{t}", _entry(net, t), label="W_ih", fontcolor="#31a354")
 
 
-def _entry(t, expanded):
-    """Where x_t and h_{t−1} enter the cell of step t."""
-    return f"cell_t{t}_in" if expanded else _cell(t)
+def _entry(net, t, state="h"):
+    """Where x_t and h_{t−1} (or c_{t−1}) enter the cell of step t."""
+    return _cell(t) if t not in net.expanded else f"cell_t{t}_in" if state == "h" else f"cell_t{t}_forget"
 
 
-def _exit(t, expanded, state):
+def _exit(net, t, state):
     """Where h_t or c_t leaves the cell of step t."""
-    return f"cell_t{t}_{state}" if expanded else _cell(t)
+    return f"cell_t{t}_{state}" if t in net.expanded else _cell(t)
 
 
 def _olah_cell(cluster, t, rows):
@@ -273,16 +277,17 @@ def _olah_cell(cluster, t, rows):
     rows.setdefault("c_lane", []).append(f"{n}_c")
 
 
-def _lanes(dot, net, expanded):
+def _lanes(dot, net):
     """The state lanes between steps: straight, left to right, W_hh named on the h lane."""
     for t in net.steps[1:]:
-        before, now = t - 1 in expanded, t in expanded
-        dot.edge(_exit(t - 1, before, "h"), _entry(t, now), label=f"h_{t - 1} · W_hh", weight="10",
+        dot.edge(_exit(net, t - 1, "h"), _entry(net, t), label=f"h_{t - 1} · W_hh", weight="10",
                  fontcolor="#31a354", penwidth="1.5")
         if net.kind == "lstm":
-            head = f"cell_t{t}_forget" if now else _cell(t)
-            dot.edge(_exit(t - 1, before, "c"), head, label=f"c_{t - 1}", weight="10", penwidth="2.5",
-                     color="#4292c6", fontcolor="#2171b5", **({"constraint": "false", "headport": "w"} if now or before else {}))
+            # into or out of an expanded cell the c lane runs at the height of its gates' products
+            loose = {"constraint": "false"} if {t - 1, t} & net.expanded else {}
+            loose |= {"headport": "w"} if t in net.expanded else {}
+            dot.edge(_exit(net, t - 1, "c"), _entry(net, t, "c"), label=f"c_{t - 1}", weight="10", penwidth="2.5",
+                     color="#4292c6", fontcolor="#2171b5", **loose)
 
 
 def _head(dot, clusters, net, rows):
@@ -291,7 +296,7 @@ def _head(dot, clusters, net, rows):
     where.node("head", net.head_label(), fillcolor=FILL["head"], color="#404040")
     rows.setdefault("head", []).append("head")
     for t in net.outputs:
-        _up(dot, _exit(t, f"cell_t{t}" not in rows.get("cell", []), "h"), "head", label=f"h_{t}")
+        _up(dot, _exit(net, t, "h"), "head", label=f"h_{t}")
 
 
 def _backward(dot, clusters, net, grads, rows):
@@ -309,8 +314,7 @@ def _backward(dot, clusters, net, grads, rows):
                              color=GRAD_LINE, fontcolor=GRAD_LINE)
             rows.setdefault(f"d{s}", []).append(f"d{s}_t{t}")
         if t not in net.outputs:  # the column stays a column: the gradient sits above its own cell
-            _up(clusters[t], _exit(t, f"cell_t{t}" not in rows.get("cell", []), "h"), f"dh_t{t}", style="invis",
-                minlen="2")
+            _up(clusters[t], _exit(net, t, "h"), f"dh_t{t}", style="invis", minlen="2")
     for t in net.steps:
         style = {**edge, **_magnitude_style(norms["h"][t], top)}
         if net.kind == "lstm":

@@ -13,7 +13,7 @@ import graphgrad as gg
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from layout import cluster_boxes, crossings, edge_paths, layout, node_positions  # noqa: E402
 
-pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot binary not installed")
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot binary not installed")
 T = 4
 
 
@@ -27,6 +27,7 @@ def recurrent(layer_class, lowering="loop", sequences=False):
     return g, gg.softmax_cross_entropy(gg.nn.Dense(2, name="fc")(h), y), layer
 
 
+@needs_dot
 @pytest.mark.parametrize("layer_class", [gg.nn.RNN, gg.nn.LSTM, gg.nn.GRU])
 @pytest.mark.parametrize("lowering", ["loop", "unrolled"])
 def test_unrolled_steps_share_one_row_left_to_right(layer_class, lowering):
@@ -47,12 +48,14 @@ def test_unrolled_steps_share_one_row_left_to_right(layer_class, lowering):
     assert pos["dW"][1] > max(pos[f"dh_t{t}"][1] for t in range(T))  # Σ_t over the steps
 
 
+@needs_dot
 def test_unrolled_lstm_backward_has_few_crossings():
     _, loss, _ = recurrent(gg.nn.LSTM)
     # the drawing before the textbook layout had 450 crossings; this one has none
     assert crossings(gg.render(loss, backward=True, unroll=True)) <= 450 // 5 // 9
 
 
+@needs_dot
 def test_unrolled_gradients_run_right_to_left_with_local_derivatives_and_norms():
     g, loss, layer = recurrent(gg.nn.LSTM, "unrolled")
     feeds = {"x": np.random.default_rng(0).normal(size=(6, T, 3)), "y": np.array([0, 1, 0, 1, 1, 0])}
@@ -73,13 +76,14 @@ def test_unrolled_gradients_run_right_to_left_with_local_derivatives_and_norms()
     assert not drawn & {"rec.W_ih", "rec.W_hh", "rec.b_ih", "rec.b_hh"}  # no edge across the steps
 
 
+@needs_dot
 def test_expand_draws_one_lstm_cell_with_its_gates():
     _, loss, _ = recurrent(gg.nn.LSTM)
     dot = gg.render(loss, backward=True, unroll=True, expand=True)
     pos = node_positions(layout(dot))
     gates = [pos[f"cell_t{T - 1}_{g}"] for g in "figo"]
     assert max(y for _, y in gates) - min(y for _, y in gates) < 1  # the gates side by side
-    assert [x for x, _ in gates] == sorted(x for x, _ in gates)  # in the order i, f, g, o
+    assert [x for x, _ in gates] == sorted(x for x, _ in gates)  # f, i, g, o, left to right, as Olah draws them
     forget, c = pos[f"cell_t{T - 1}_forget"], pos[f"cell_t{T - 1}_c"]
     assert abs(forget[1] - c[1]) < 1 and forget[1] > max(y for _, y in gates)  # c lane straight, on top
     assert "cell_t0_forget" not in pos  # the other cells stay boxes
@@ -93,6 +97,7 @@ def test_collapsed_resnet_has_no_false_cycle():
         assert nx.is_directed_acyclic_graph(nx.DiGraph(edges)), level
 
 
+@needs_dot
 def test_collapsed_unet_is_drawn_as_a_u():
     _, loss, _ = gg.models.unet(depth=3)
     dot = gg.render(loss, collapse=True)
@@ -105,3 +110,9 @@ def test_collapsed_unet_is_drawn_as_a_u():
     assert [y for _, y in down] == sorted((y for _, y in down), reverse=True)  # down the left side
     assert bottom[1] < down[-1][1]  # the bottom of the U
     assert dot.source.count("label=skip") == 3  # the skip (concat) edges, one per level
+
+
+def test_unroll_without_a_recurrent_layer_is_a_clear_error():
+    _, loss, _ = gg.models.mlp(features=8, hidden=4)
+    with pytest.raises(gg.GraphError, match="recurrent layer"):
+        gg.render(loss, unroll=True)
