@@ -1,12 +1,16 @@
 """Render: Graphviz drawings of the forward graph, the chain rule and the compiled step.
 
 Forward nodes are boxes labelled by name, op and shape (the batch as N); layers
-(name scopes such as ``fc1/…``) are clusters, or single boxes with
-``collapse=True``.  With ``backward=True`` the gradient nodes that autodiff
-added (tagged ``grad_of``) are drawn in red with dashed edges; the edge that
-carries ∂L/∂v to the gradient of v's argument u is labelled by the local
-derivative ∂v/∂u, as SymPy prints it.  Backward edges are laid out reversed
-(``dir=back``), so the gradient flows up beside the forward graph it mirrors.
+(name scopes such as ``fc1/…``) are clusters, or single boxes with ``collapse=True``
+(an encoder-decoder by levels, drawn as a U).  With ``backward=True`` the chain rule
+is drawn beside the graph it mirrors: a red node ∂L/∂v for every node v the gradient
+flows through, and for each argument u of v a dashed edge ∂L/∂v → ∂L/∂u labelled by
+the local derivative ∂v/∂u in closed form, from v's registry entry (its SymPy formula,
+or its ``local_derivative``), the text `explain` prints.  Backward edges are laid out
+reversed (``dir=back``), so the gradient flows up the picture.  A compiled step is
+drawn as built: the gradient ops autodiff added, and the optimizer's update with its
+hyper-parameters (lr = 0.01) and state (momentum of fc1.W) named.  `Drawing.save`
+writes .svg, .png, .pdf or .dot, as the file name says.
 """
 from __future__ import annotations
 
@@ -86,7 +90,8 @@ def render(target, backward: bool = False, grads=None, rankdir: str = "TB", *, u
     - ``highlight="fc1.W"`` marks the path from that param to the target.
     - ``check={**feeds, **params}`` compares every node's compiled gradient
       with finite differences and colours nodes by relative error.
-    - ``unroll=True`` draws a recurrent net through time (`render_bptt`).
+    - ``unroll=True`` draws a recurrent net through time as a textbook does (`render_bptt`):
+      ``grads`` are then the per-step norms of ∂L/∂h_t, ``expand=True`` opens one LSTM cell.
     - a Compiled draws its graph before the passes (forward, the gradient ops autodiff
       added, and the optimizer's update rule); ``optimized=True`` draws it after them.
 
