@@ -262,24 +262,26 @@ class _Drawing:
         return levels
 
     def _level_edge(self, a, b) -> dict:
-        """Between levels of a U: the skip (same size) is labelled; the way up leaves the rows to `_u_shape`."""
+        """The drawn edge a -> b between levels of a U: the skip (same size) is labelled; the way up leaves
+        the rows to `_u_shape`."""
         boxes = set(self.levels.values())
         if a.lstrip("∂") not in boxes or b.lstrip("∂") not in boxes:
             return {}
         (side_a, size_a), (side_b, size_b) = (x.rsplit("/", 1)[-1].split(" ") for x in (a, b))
-        if size_a == size_b and side_a == "down" and side_b == "up":
+        if size_a == size_b and side_a == "down" and side_b == "up" and not a.startswith("∂"):
             return {"label": "skip", "fontcolor": "#2171b5", "color": "#2171b5", "penwidth": "2"}
         area = lambda size: math.prod(int(d) for d in size.split("×"))  # noqa: E731
         return {"constraint": "false"} if area(size_b) > area(size_a) else {}
 
     def _u_shape(self, dot, boxes):
-        """Each level of an encoder-decoder on one row: the encoder's box, the decoder's, then their gradients."""
+        """Each level of an encoder-decoder on one row: the encoder's box, the decoder's, then the mirror
+        image drawn by their gradients."""
         rows: dict = {}
         for box in boxes:
             side, size = box.rsplit("/", 1)[-1].split(" ")
             rows.setdefault((box.lstrip("∂").rsplit("/", 1)[0], size), {})[("∂" if box[0] == "∂" else "") + side] = box
         for row in rows.values():
-            ordered = [row[k] for k in ("down", "bottom", "up", "∂up", "∂bottom", "∂down") if k in row]
+            ordered = [row[k] for k in ("down", "bottom", "up", "∂down", "∂bottom", "∂up") if k in row]
             with dot.subgraph() as same:
                 same.attr(rank="same")
                 for a, b in zip(ordered, ordered[1:]):
@@ -537,7 +539,7 @@ class _Drawing:
                 if float(style.get("penwidth", 1)) > float(old.get("penwidth", 1)):
                     old.update(color=style["color"], penwidth=style["penwidth"])
                 continue
-            seen[key] = style | self._level_edge(a, b)
+            seen[key] = style | self._level_edge(*((b, a) if style.get("dir") == "back" else (a, b)))
         for (a, b, *_), style in seen.items():
             if style.get("dir") == "back":
                 dot.edge(b, a, **style)
