@@ -66,7 +66,7 @@ class Drawing(graphviz.Digraph):
     def render(self, filename=None, *args, **kwargs):
         """As graphviz's, but ``render("bptt.png")`` writes bptt.png (the format from the extension)."""
         suffix = pathlib.Path(str(filename)).suffix.lstrip(".").lower() if filename is not None else ""
-        if suffix in self.FORMATS and not args and kwargs.get("format") is None and set(kwargs) <= {
+        if suffix in self.FORMATS and not args and kwargs.get("format") in (None, suffix) and set(kwargs) <= {
                 "directory", "cleanup", "format"}:
             return self.save(filename, kwargs.get("directory"))
         return super().render(filename, *args, **kwargs)
@@ -329,8 +329,11 @@ class _Drawing:
             name = self.short(n)
         if n in self.final:
             name = f"∂L/∂{self.final[n]}"
-        elif n in self.nx and self.is_grad(n) and data["op"] == "const" and data["grad_of"] not in self.graph.args(n):
-            name = f"∂L/∂{data['grad_of'].split('/')[-1]} = 1"  # the seed of the chain rule
+        elif self._is_seed(n):
+            # the seed of the chain rule: 1, or lr when plain SGD folds its step size into it
+            value = _const_value(data)
+            hyper = self.hyper.get(float(value))
+            name = f"∂L/∂{data['grad_of'].split('/')[-1]} = " + (f"{hyper} = {value}" if hyper else value)
         head = data["op"] if re.sub(r"_\d+$", "", name) == data["op"] else f"{name}\n{data['op']}"
         if self.is_grad(n) and n not in self.nx:
             head = name
@@ -348,6 +351,12 @@ class _Drawing:
         if n in self.errors:
             lines.append(f"rel. error {self.errors[n]:.1e}")
         return "\n".join(lines)
+
+    def _is_seed(self, n) -> bool:
+        """Whether ``n`` is the scalar constant autodiff seeded a compiled step's chain rule with."""
+        data = self.data(n)
+        return (n in self.nx and self.is_grad(n) and _const_value(data) is not None
+                and data["grad_of"] not in self.graph.args(n))
 
     def _formula(self, n):
         import sympy

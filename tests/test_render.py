@@ -155,6 +155,7 @@ def test_optimizer_constants_show_values_and_state_is_named():
     assert "lr = 0.01" in source and "momentum = 0.9" in source
     assert "momentum of w" in source
     assert "step count t" in gg.render(gg.compile(loss, optimizer=gg.optim.Adam())).source
+    assert "∂L/∂sum = lr = 0.1" in gg.render(gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1))).source  # the seed
 
 
 @needs_dot
@@ -167,6 +168,7 @@ def test_save_takes_the_format_from_the_extension(tmp_path, suffix, magic):
     assert (tmp_path / f"a{suffix}").read_bytes().startswith(magic)
     dot.render(str(tmp_path / f"b{suffix}"))
     assert (tmp_path / f"b{suffix}").read_bytes().startswith(magic)
+    dot.render(str(tmp_path / f"b{suffix}"), format=suffix[1:])  # the same, not b.png.png
     gg.render(loss, unroll=False).save(tmp_path / f"c{suffix}")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{c}{suffix}" for c in "abc")  # no temp left
 
