@@ -394,7 +394,7 @@ class _Drawing:
         if n in self.final:
             style["penwidth"] = "2"
         if n in self.colour:
-            style["fillcolor"] = self.colour[n][0]
+            style.update(_magnitude_fill(self.colour[n][0]))
         if n in self.errors:
             style["fillcolor"] = _error_fill(self.errors[n])
         if n in self.path:
@@ -412,7 +412,8 @@ class _Drawing:
             if label:
                 style["label"] = _short(label, 48)
             if v in self.colour:
-                style.update(color=self.colour[v][0], penwidth="3")
+                colour = self.colour[v][0]  # and the pen widens with the gradient: vanishing ones are thin
+            style.update(color=colour, penwidth=f"{1 + 3 * MAGNITUDE.index(colour) / (len(MAGNITUDE) - 1):.1f}")
         if u in self.path and v in self.path:
             style.update(color=HIGHLIGHT, penwidth="3")
         return style
@@ -525,7 +526,7 @@ class _Drawing:
             style = {"fillcolor": "#f7fbff", "color": "#2171b5", "penwidth": "1.5"}
         coloured = [self.colour[m] for m in members if m in self.colour]
         if coloured:
-            style["fillcolor"] = max(coloured, key=lambda c: c[1])[0]
+            style.update(_magnitude_fill(max(coloured, key=lambda c: c[1])[0]))
         checked = [self.errors[m] for m in members if m in self.errors]
         if checked:
             style["fillcolor"] = _error_fill(max(checked))
@@ -554,6 +555,11 @@ class _Drawing:
                 dot.edge(b, a, **style)
             else:
                 dot.edge(a, b, **style)
+
+
+def _magnitude_fill(colour: str) -> dict:
+    """A node filled by gradient magnitude; white text on the three darkest reds, so it stays readable."""
+    return {"fillcolor": colour, **({"fontcolor": "white"} if colour in MAGNITUDE[-3:] else {})}
 
 
 def _error_fill(error: float) -> str:
