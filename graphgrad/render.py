@@ -413,7 +413,7 @@ class _Drawing:
                 style["label"] = _short(label, 48)
             if v in self.colour:
                 colour = self.colour[v][0]  # and the pen widens with the gradient: vanishing ones are thin
-            style.update(color=colour, penwidth=f"{1 + 3 * MAGNITUDE.index(colour) / (len(MAGNITUDE) - 1):.1f}")
+                style.update(color=colour, penwidth=f"{1 + 3 * MAGNITUDE.index(colour) / (len(MAGNITUDE) - 1):.1f}")
         if u in self.path and v in self.path:
             style.update(color=HIGHLIGHT, penwidth="3")
         return style
