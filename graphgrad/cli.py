@@ -58,7 +58,9 @@ def _render(args):
     from .render import render
 
     loss = load_model(args.model)
-    dot = render(loss, backward=args.backward, unroll=args.unroll, collapse=args.collapse, rankdir=args.rankdir)
+    options = {"expand": True} if args.expand else {}
+    dot = render(loss, backward=args.backward, unroll=args.unroll or args.expand, collapse=args.collapse,
+                 rankdir=args.rankdir, **options)
     out = args.output or f"{loss.graph.name}{'_backward' if args.backward else ''}.{args.format}"
     if pathlib.Path(out).suffix.lstrip(".").lower() not in dot.FORMATS:
         raise CommandError(f"cannot tell the format of {out!r}: name it .svg, .png, .pdf or .dot")
@@ -106,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("model", metavar="MODEL", help="built-in model name or path/to/file.py:function")
     render.add_argument("--backward", action="store_true", help="add the chain-rule (gradient) nodes")
     render.add_argument("--unroll", action="store_true", help="draw a recurrent net unrolled through time")
+    render.add_argument("--expand", action="store_true", help="unrolled, with the last LSTM cell's gates drawn")
     render.add_argument("--collapse", action="store_true", help="draw each layer as one box")
     render.add_argument("--rankdir", default="TB", choices=["TB", "LR", "BT", "RL"])
     render.add_argument("--format", default="svg", choices=["svg", "png", "pdf", "dot"],

@@ -285,7 +285,6 @@ def _lanes(dot, net):
         if net.kind == "lstm":
             # into or out of an expanded cell the c lane runs at the height of its gates' products
             loose = {"constraint": "false"} if {t - 1, t} & net.expanded else {}
-            loose |= {"headport": "w"} if t in net.expanded else {}
             dot.edge(_exit(net, t - 1, "c"), _entry(net, t, "c"), label=f"c_{t - 1}", weight="10", penwidth="2.5",
                      color="#4292c6", fontcolor="#2171b5", **loose)
 

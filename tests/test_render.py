@@ -62,6 +62,8 @@ def test_highlight_grads_and_rankdir():
     grads = {"fc1.W": np.full((8, 4), 1e-6), "fc2.W": np.ones((4, 10))}
     coloured = gg.render(loss, backward=True, grads=grads).source
     assert "|ḡ| = 1.00e-06" in coloured and "|ḡ| = 1.00e+00" in coloured
+    widths = {w: float(re.search(rf'"∂{w}" -> [^\n]*penwidth=([\d.]+)', coloured).group(1)) for w in grads}
+    assert widths["fc1.W"] < widths["fc2.W"]  # the vanishing gradient is drawn thin
 
 
 def test_gradient_check_colours_nodes_by_relative_error():
