@@ -53,21 +53,22 @@ def _demo(args):
 
 
 def _render(args):
+    import graphviz
+
     from .render import render
 
     loss = load_model(args.model)
-    dot = render(loss, backward=args.backward, unroll=args.unroll, collapse=args.collapse, rankdir=args.rankdir)
-    out = pathlib.Path(args.output or f"{loss.graph.name}{'_backward' if args.backward else ''}.{args.format}")
-    if out.suffix == ".dot":
-        out.write_text(dot.source)
-    else:
-        import graphviz
-
-        try:
-            dot.render(outfile=out, format=args.format, cleanup=True)
-        except graphviz.ExecutableNotFound:
-            raise CommandError("Graphviz's dot is not installed (apt-get install graphviz); "
-                               "use -o FILE.dot for the DOT source") from None
+    options = {"expand": True} if args.expand else {}
+    dot = render(loss, backward=args.backward, unroll=args.unroll or args.expand, collapse=args.collapse,
+                 rankdir=args.rankdir, **options)
+    out = args.output or f"{loss.graph.name}{'_backward' if args.backward else ''}.{args.format}"
+    if pathlib.Path(out).suffix.lstrip(".").lower() not in dot.FORMATS:
+        raise CommandError(f"cannot tell the format of {out!r}: name it .svg, .png, .pdf or .dot")
+    try:
+        dot.save(out)  # the format is the extension's
+    except graphviz.ExecutableNotFound:
+        raise CommandError("Graphviz's dot is not installed (apt-get install graphviz); "
+                           "use -o FILE.dot for the DOT source") from None
     print(f"wrote {out}")
 
 
@@ -107,10 +108,13 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("model", metavar="MODEL", help="built-in model name or path/to/file.py:function")
     render.add_argument("--backward", action="store_true", help="add the chain-rule (gradient) nodes")
     render.add_argument("--unroll", action="store_true", help="draw a recurrent net unrolled through time")
+    render.add_argument("--expand", action="store_true", help="unrolled, with the last LSTM cell's gates drawn")
     render.add_argument("--collapse", action="store_true", help="draw each layer as one box")
     render.add_argument("--rankdir", default="TB", choices=["TB", "LR", "BT", "RL"])
-    render.add_argument("--format", default="svg", choices=["svg", "png", "pdf"])
-    render.add_argument("-o", "--output", help="output file (.svg, .png, .pdf, or .dot for the source)")
+    render.add_argument("--format", default="svg", choices=["svg", "png", "pdf", "dot"],
+                        help="the format when no -o is given (default svg)")
+    render.add_argument("-o", "--output", help="output file; its extension is the format: .svg, .png, .pdf, "
+                        "or .dot for the source")
     render.set_defaults(run=_render)
     comp = sub.add_parser("compile", help="write forward + backward as a standalone NumPy module")
     comp.add_argument("model", metavar="MODEL", help="built-in model name or path/to/file.py:function")

@@ -30,6 +30,12 @@ class Factor:
     latex: str
     bound_text: str | None
     bound: float | None
+    repeated: bool = False  # v reads u more than once (x * x): the factor names its argument
+
+    @property
+    def symbol(self) -> str:
+        """∂v/∂u, with ``[arg k]`` when v reads u at several arguments, so each path reads differently."""
+        return _d(self.v, self.u) + (f"[arg {self.index + 1}]" if self.repeated else "")
 
 
 class Explanation:
@@ -50,7 +56,7 @@ class Explanation:
         head = f"{_d(self.loss, self.wrt)} = "
         if not self.paths:
             return head + "0   (no path: the loss does not depend on it)"
-        terms = [" · ".join(_d(f.v, f.u) for f in path) for path in self.paths]
+        terms = [" · ".join(f.symbol for f in path) for path in self.paths]
         lines = [head + "\n  + ".join(terms), "", "where"]
         seen = set()
         for path in self.paths:
@@ -59,7 +65,7 @@ class Explanation:
                     continue
                 seen.add((f.u, f.v, f.index))
                 note = f"   [{f.bound_text}]" if f.bound_text and not f.bound_text.startswith("=") else ""
-                lines.append(f"  {_d(f.v, f.u)} = {f.text}{note}")
+                lines.append(f"  {f.symbol} = {f.text}{note}")
         for k, path in enumerate(self.paths):
             b = self.path_bound(path)
             limited = [f.bound_text for f in path if f.bound is not None and f.bound < 1]
@@ -97,12 +103,14 @@ def _tex(name: str) -> str:
 
 
 def _factor(graph, u, v, index) -> Factor:
+    """The factor of edge u -> v: its text is the backward edge label `render` draws (the op's registry entry)."""
     data = graph.nx.nodes[v]
     n = len(graph.args(v))
     bound_text, bound = symbolic.bound(data["op"], n, data["attrs"], index)
     names = [a.split("/")[-1] for a in graph.args(v)] if n > 1 else None
     return Factor(u, v, index, symbolic.local_text(data["op"], n, data["attrs"], index, names=names),
-                  symbolic.local_text(data["op"], n, data["attrs"], index, "latex", names), bound_text, bound)
+                  symbolic.local_text(data["op"], n, data["attrs"], index, "latex", names), bound_text, bound,
+                  graph.args(v).count(u) > 1)
 
 
 def explain(loss: Tensor, wrt, max_paths: int = 64) -> Explanation:

@@ -1,17 +1,24 @@
 """Render: Graphviz drawings of the forward graph, the chain rule and the compiled step.
 
 Forward nodes are boxes labelled by name, op and shape (the batch as N); layers
-(name scopes such as ``fc1/…``) are clusters, or single boxes with
-``collapse=True``.  With ``backward=True`` the gradient nodes that autodiff
-added (tagged ``grad_of``) are drawn in red with dashed edges; the edge that
-carries ∂L/∂v to the gradient of v's argument u is labelled by the local
-derivative ∂v/∂u, as SymPy prints it.  Backward edges are laid out reversed
-(``dir=back``), so the gradient flows up beside the forward graph it mirrors.
+(name scopes such as ``fc1/…``) are clusters, or single boxes with ``collapse=True``
+(an encoder-decoder by levels, drawn as a U).  With ``backward=True`` the chain rule
+is drawn beside the graph it mirrors: a red node ∂L/∂v for every node v the gradient
+flows through, and for each argument u of v a dashed edge ∂L/∂v → ∂L/∂u labelled by
+the local derivative ∂v/∂u in closed form, from v's registry entry (its SymPy formula,
+or its ``local_derivative``), the text `explain` prints.  Backward edges are laid out
+reversed (``dir=back``), so the gradient flows up the picture.  A compiled step is
+drawn as built: the gradient ops autodiff added, and the optimizer's update with its
+hyper-parameters (lr = 0.01) and state (momentum of fc1.W) named.  `Drawing.save`
+writes .svg, .png, .pdf or .dot, as the file name says.
 """
 from __future__ import annotations
 
 import math
+import os
+import pathlib
 import re
+import tempfile
 
 import graphviz
 import networkx as nx
@@ -26,6 +33,8 @@ from .ops import get_op
 FILL = {"input": "#deebf7", "param": "#e5f5e0", "const": "#f0f0f0", "state": "#fff7bc", "assign": "#fee6ce",
         "output": "#f0f0f0"}
 GRAD_FILL, GRAD_LINE = "#fde0dd", "#cb181d"
+DOWNSAMPLING = {"maxpool2d", "avgpool2d"}
+UPSAMPLING = {"conv_transpose2d", "upsample_nearest2d", "upsample_bilinear2d"}
 HIGHLIGHT = "#ff7f00"
 # light to dark, for gradient magnitudes (ColorBrewer YlOrRd)
 MAGNITUDE = ["#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#b10026"]
@@ -35,24 +44,56 @@ def _shape(shape) -> str:
     return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
 
 
+class Drawing(graphviz.Digraph):
+    """A ``graphviz.Digraph`` that writes itself to a path in the format its extension names."""
+
+    FORMATS = ("svg", "png", "pdf", "dot")
+
+    def save(self, filename=None, directory=None, *, skip_existing=False):
+        """Write ``filename`` (.svg, .png, .pdf or .dot) atomically, so a reader never sees half a file;
+        any other name gets the DOT source, as graphviz's ``save`` does.  Returns the path."""
+        path = pathlib.Path(directory or "", filename or self.filename)
+        fmt = path.suffix.lstrip(".").lower()
+        if fmt not in self.FORMATS:
+            return super().save(filename, directory=directory, skip_existing=skip_existing)
+        data = self.source.encode() if fmt == "dot" else self.pipe(format=fmt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+            f.write(data)
+        os.replace(f.name, path)
+        return str(path)
+
+    def render(self, filename=None, *args, **kwargs):
+        """As graphviz's, but ``render("bptt.png")`` writes bptt.png (the format from the extension)."""
+        suffix = pathlib.Path(str(filename)).suffix.lstrip(".").lower() if filename is not None else ""
+        if suffix in self.FORMATS and not args and kwargs.get("format") in (None, suffix) and set(kwargs) <= {
+                "directory", "cleanup", "format"}:
+            return self.save(filename, kwargs.get("directory"))
+        return super().render(filename, *args, **kwargs)
+
+
 def render(target, backward: bool = False, grads=None, rankdir: str = "TB", *, unroll: bool = False,
            collapse=False, formulas: bool = False, notation: str = "unicode", highlight=None, check=None,
-           optimized: bool = False, **options) -> graphviz.Digraph:
-    """A ``graphviz.Digraph`` of the graph ending at ``target``: a Tensor, a Graph or a Compiled step.
+           optimized: bool = False, **options) -> Drawing:
+    """A `Drawing` (a ``graphviz.Digraph`` with ``save(path)``) of the graph ending at ``target``:
+    a Tensor, a Graph or a Compiled step.
 
-    - ``backward=True`` adds the chain-rule nodes of ∂target/∂params, each
-      backward edge labelled by its local derivative (``notation="latex"`` for
-      LaTeX text instead of Unicode).
+    - ``backward=True`` adds the chain rule of ∂target/∂params: one red node ∂L/∂v beside
+      every node v the gradient flows through, and for every argument u of v an edge
+      ∂L/∂v → ∂L/∂u labelled by the local derivative ∂v/∂u from v's op (``notation="latex"``
+      for LaTeX text instead of Unicode).
     - ``grads`` (name -> array, e.g. the grads a compiled step returns) colours
       those nodes and the backward edges into their gradients by magnitude.
-    - ``collapse=True`` draws each layer as one box (``collapse=2``: nested layers too).
+    - ``collapse=True`` draws each layer as one box (``collapse=2``: nested layers too);
+      boxes keep the annotations of what they hold (largest |ḡ|, worst error, highlight).
     - ``formulas=True`` adds the SymPy formula of elementwise and fused nodes.
     - ``highlight="fc1.W"`` marks the path from that param to the target.
     - ``check={**feeds, **params}`` compares every node's compiled gradient
       with finite differences and colours nodes by relative error.
-    - ``unroll=True`` draws a recurrent net through time (`render_bptt`).
-    - a Compiled draws its graph before the passes (forward, backward and the
-      optimizer's update rule); ``optimized=True`` draws it after them.
+    - ``unroll=True`` draws a recurrent net through time as a textbook does (`render_bptt`):
+      ``grads`` are then the per-step norms of ∂L/∂h_t, ``expand=True`` opens one LSTM cell.
+    - a Compiled draws its graph before the passes (forward, the gradient ops autodiff
+      added, and the optimizer's update rule); ``optimized=True`` draws it after them.
 
     ``.source`` gives the DOT text without the ``dot`` binary.
 
@@ -66,13 +107,25 @@ def render(target, backward: bool = False, grads=None, rankdir: str = "TB", *, u
         from .render_bptt import render_unrolled
 
         return render_unrolled(target, backward=backward, grads=grads, rankdir=rankdir, **options)
-    graph, nodes, final = _resolve(target, backward, optimized)
+    graph, nodes = _resolve(target, optimized)
     errors = gradient_errors(target, check) if check is not None else {}
-    drawing = _Drawing(graph, nodes, final, collapse=int(collapse), formulas=formulas, notation=notation)
-    drawing.mark_path(graph, target, highlight, backward)
+    drawing = _Drawing(graph, nodes, collapse=int(collapse), formulas=formulas, notation=notation)
+    drawing.hyper = _hyper_parameters(getattr(target, "optimizer", None))
+    if backward and isinstance(target, Tensor):
+        drawing.chain_rule(target.node)
+    drawing.mark_path(graph, target, highlight)
     drawing.magnitudes(grads or {})
     drawing.errors = errors
     return drawing.to_dot(rankdir, **options)
+
+
+def save(target, path, **options) -> str:
+    """``render(target, **options).save(path)``: the format from the extension (.svg .png .pdf .dot)."""
+    drawing = target if isinstance(target, Drawing) else render(target, **options)
+    if pathlib.Path(path).suffix.lstrip(".").lower() not in Drawing.FORMATS:
+        raise GraphError(f"cannot tell the format of {str(path)!r}: its extension must be one of "
+                         + ", ".join("." + f for f in Drawing.FORMATS))
+    return drawing.save(path)
 
 
 def svg(target) -> str | None:
@@ -84,44 +137,84 @@ def svg(target) -> str | None:
 
 
 # -- what to draw ---------------------------------------------------------------
-def _resolve(target, backward, optimized):
-    """``(graph, nodes, final_grads)``: the graph to draw, its nodes, and param -> its gradient node."""
+def _resolve(target, optimized=False):
+    """``(graph, nodes)``: the graph to draw and its nodes."""
     if isinstance(target, Graph):
-        return target, set(target.nx.nodes), {}
+        return target, set(target.nx.nodes)
     if hasattr(target, "derived_graph"):  # a Compiled step
         graph = target.optimized_graph if optimized else target.derived_graph
-        return graph, set(graph.nx.nodes), {}
+        return graph, set(graph.nx.nodes)
     if not isinstance(target, Tensor):
         raise GraphError(f"render draws a Tensor, a Graph or a Compiled, not {type(target).__name__}")
-    graph = target.graph
-    nodes = nx.ancestors(graph.nx, target.node) | {target.node}
-    final = {}
-    if backward:
-        graph = graph.copy()  # the user's graph stays as it was
-        wrt = [t for t in graph.params if t.node in nodes] or [t for t in graph.inputs if t.node in nodes
-                                                                and t.dtype.startswith("float")]
-        grads = grad(Tensor(graph, target.node), wrt)
-        final = {w.node: g.node for w, g in zip(wrt, grads)}
-        nodes |= {n for n, d in graph.nx.nodes(data=True) if d.get("grad_of") is not None}
-    return graph, nodes, final
+    return target.graph, nx.ancestors(target.graph.nx, target.node) | {target.node}
+
+
+def chain_rule_edges(graph, target: str, nodes) -> list:
+    """``(v, u, index)`` for every step of the chain rule from ``target`` back to its params:
+    u is argument ``index`` of v, and ∂L/∂v flows to ∂L/∂u through v's vjp.
+
+    With no params, the float inputs are differentiated instead.
+    """
+    G = graph.nx
+    wrt = [n for n in nodes if G.nodes[n]["op"] == "param" and G.nodes[n]["attrs"].get("trainable", True)] or [
+        n for n in nodes if G.nodes[n]["op"] == "input" and G.nodes[n]["dtype"].startswith("float")]
+    reach = set().union(*(nx.descendants(G, w) | {w} for w in wrt)) if wrt else set()
+    on_path = (nx.ancestors(G, target) | {target}) & reach
+    edges = []
+    for v in reversed(topological_order(graph, on_path)):
+        op = get_op(G.nodes[v]["op"])
+        for u, _, index in sorted(G.in_edges(v, data="index"), key=lambda e: e[2]):
+            if u in on_path and op.vjp(index) is not None:
+                edges.append((v, u, index))
+    return edges
+
+
+def _grad_id(v: str) -> str:
+    """The drawn node of ∂L/∂v (forward names start with a letter, so this never clashes)."""
+    return "∂" + v
 
 
 class _Drawing:
-    """Groups, clusters, labels and styles of one drawing; ``to_dot`` writes it out."""
+    """Groups, clusters, labels and styles of one drawing; ``to_dot`` writes it out.
 
-    def __init__(self, graph, nodes, final, collapse=0, formulas=False, notation="unicode"):
+    Gradient nodes are either the chain rule's ∂L/∂v (``chain_rule``) or, in a compiled
+    step's graph, the nodes autodiff added (tagged ``grad_of``).
+    """
+
+    def __init__(self, graph, nodes, collapse=0, formulas=False, notation="unicode"):
         self.graph, self.nx = graph, graph.nx
         self.order = topological_order(graph, nodes)
-        self.final = {g: p for p, g in final.items()}  # gradient node -> its param
         self.collapse, self.formulas, self.notation = collapse, formulas, notation
         self.path, self.errors, self.colour, self.labelled = set(), {}, {}, set()
+        self.grad_of = {n: self.nx.nodes[n]["grad_of"] for n in self.order
+                        if self.nx.nodes[n].get("grad_of") is not None}
+        self.chain, self.seed, self.final = [], None, {}  # chain-rule edges, ∂L/∂L, ∂L/∂param -> param
+        self.hyper = {}  # a value -> the optimizer hyper-parameter it is (lr, momentum, ...)
+        self.levels, self.split = {}, set()  # collapsed: node -> its encoder-decoder level; nodes drawn alone
         self.scopes = {}
         for n in self.order:
             self.scopes[n] = self._scope(n)
 
+    def chain_rule(self, target):
+        """Add ∂L/∂v for every node the gradient flows through, and the edges between them."""
+        self.chain = chain_rule_edges(self.graph, target, self.order)
+        mirrored = [target] + [u for _, u, _ in self.chain]
+        for v in dict.fromkeys(mirrored):
+            d = _grad_id(v)
+            self.order.append(d)
+            self.grad_of[d] = v
+            self.scopes[d] = self.scopes[v]
+            if self.nx.nodes[v]["op"] == "param":
+                self.final[d] = v
+        self.seed = _grad_id(target)
+
     # -- structure ----------------------------------------------------------
     def is_grad(self, n) -> bool:
-        return self.nx.nodes[n].get("grad_of") is not None
+        return n in self.grad_of
+
+    def data(self, n) -> dict:
+        """The node data of ``n``; ∂L/∂v has the op, shape and dtype of v."""
+        return self.nx.nodes[n] if n in self.nx else self.nx.nodes[self.grad_of[n]]
 
     def _scope(self, n) -> tuple:
         """The layer path of a node: its name scopes; a param sits in the layer that uses it."""
@@ -139,22 +232,70 @@ class _Drawing:
         return tuple(parts)
 
     def group(self, n) -> str:
-        """The drawn node standing for ``n``: itself, or its layer's box when collapsed."""
+        """The drawn node standing for ``n``: itself, or its layer's (or level's) box when collapsed."""
         scope = self.scopes[n]
-        if self.collapse and scope:
-            layer = "/".join(scope[: self.collapse])
+        if self.collapse and scope and n not in self.split:
+            layer = self.levels.get(self.grad_of.get(n, n)) or "/".join(scope[: self.collapse])
             return f"∂{layer}" if self.is_grad(n) else layer
         return n
 
+    def _levels(self) -> dict:
+        """An encoder-decoder (a layer that both down- and up-samples: a U-Net) by levels: node -> its box,
+        ``<layer>/down 32×32``, ``<layer>/bottom 8×8`` or ``<layer>/up 32×32``, to be drawn as a U."""
+        levels = {}
+        for layer in {s[:1] for s in self.scopes.values() if s}:
+            members = [n for n in self.order if n in self.nx and self.scopes[n][:1] == layer and not self.is_grad(n)]
+            ups = [n for n in members if self.nx.nodes[n]["op"] in UPSAMPLING]
+            if not ups or not any(self.nx.nodes[n]["op"] in DOWNSAMPLING for n in members):
+                continue
+            decoder = set().union(*(nx.descendants(self.nx, u) | {u} for u in ups))
+            sizes = {n: self.nx.nodes[n]["shape"][2:] for n in members if len(self.nx.nodes[n]["shape"]) == 4
+                     and self.nx.nodes[n]["shape"][0] is None}  # the maps, not a bias reshaped to broadcast
+            lowest = min(math.prod(size) for size in sizes.values())
+            for n, (h, w) in sizes.items():
+                side = "bottom" if h * w == lowest else "up" if n in decoder else "down"
+                levels[n] = f"{layer[0]}/{side} {h}×{w}"
+            for n in reversed(members):  # a param (or its reshape) sits in the level of the op that reads it
+                users = [levels[v] for v in self.nx.successors(n) if v in levels]
+                if n not in levels and users:
+                    levels[n] = users[0]
+        return levels
+
+    def _level_edge(self, a, b) -> dict:
+        """The drawn edge a -> b between levels of a U: the skip (same size) is labelled; the way up leaves
+        the rows to `_u_shape`."""
+        boxes = set(self.levels.values())
+        if a.lstrip("∂") not in boxes or b.lstrip("∂") not in boxes:
+            return {}
+        (side_a, size_a), (side_b, size_b) = (x.rsplit("/", 1)[-1].split(" ") for x in (a, b))
+        if size_a == size_b and side_a == "down" and side_b == "up" and not a.startswith("∂"):
+            return {"label": "skip", "fontcolor": "#2171b5", "color": "#2171b5", "penwidth": "2"}
+        area = lambda size: math.prod(int(d) for d in size.split("×"))  # noqa: E731
+        return {"constraint": "false"} if area(size_b) > area(size_a) else {}
+
+    def _u_shape(self, dot, boxes):
+        """Each level of an encoder-decoder on one row: the encoder's box, the decoder's, then the mirror
+        image drawn by their gradients."""
+        rows: dict = {}
+        for box in boxes:
+            side, size = box.rsplit("/", 1)[-1].split(" ")
+            rows.setdefault((box.lstrip("∂").rsplit("/", 1)[0], size), {})[("∂" if box[0] == "∂" else "") + side] = box
+        for row in rows.values():
+            ordered = [row[k] for k in ("down", "bottom", "up", "∂down", "∂bottom", "∂up") if k in row]
+            with dot.subgraph() as same:
+                same.attr(rank="same")
+                for a, b in zip(ordered, ordered[1:]):
+                    same.edge(a, b, style="invis")
+
     # -- options ------------------------------------------------------------
-    def mark_path(self, graph, target, highlight, backward):
+    def mark_path(self, graph, target, highlight):
         if highlight is None:
             return
         start = highlight.node if isinstance(highlight, Tensor) else highlight
         if start not in self.nx or not isinstance(target, Tensor):
             raise GraphError(f"cannot highlight {start!r}: it is not a node of graph {graph.name!r}")
         path = (nx.descendants(self.nx, start) | {start}) & (nx.ancestors(self.nx, target.node) | {target.node})
-        self.path = {n for n in self.order if n in path or self.nx.nodes[n].get("grad_of") in path}
+        self.path = {n for n in self.order if n in path or self.grad_of.get(n) in path}
 
     def magnitudes(self, grads):
         """Colour each named node, and the gradient nodes made for it, by mean |gradient| on a log scale."""
@@ -168,18 +309,41 @@ class _Drawing:
         for g, p in self.final.items():
             if p in self.colour:
                 self.colour[g] = self.colour[p]
+        for g, p in self.grad_of.items():  # a compiled step's final gradient nodes
+            if self.nx.nodes.get(g, {}).get("op") == "output" and p in self.colour:
+                self.colour[g] = self.colour[p]
 
     # -- labels -------------------------------------------------------------
-    def label(self, n) -> str:
-        data = self.nx.nodes[n]
+    def short(self, n) -> str:
+        """``n`` without its layer's prefix (the cluster shows the layer)."""
         prefix = "/".join(self.scopes[n]) + "/"
-        name = n.split("/")[-1] if self.is_grad(n) else n.removeprefix(prefix) if self.scopes[n] else n
+        return n.removeprefix(prefix) if self.scopes[n] else n
+
+    def label(self, n) -> str:
+        data = self.data(n)
+        if n in self.nx and self.is_grad(n):
+            name = n.split("/")[-1]
+        elif self.is_grad(n):
+            name = f"∂L/∂{self.short(self.grad_of[n])}" + (" = 1" if n == self.seed else "")
+        else:
+            name = self.short(n)
         if n in self.final:
             name = f"∂L/∂{self.final[n]}"
-        elif self.is_grad(n) and data["op"] == "const" and data["grad_of"] not in self.graph.args(n):
-            name = f"∂L/∂{data['grad_of'].split('/')[-1]} = 1"  # the seed of the chain rule
+        elif self._is_seed(n):
+            # the seed of the chain rule: 1, or lr when plain SGD folds its step size into it
+            value = _const_value(data)
+            hyper = self.hyper.get(float(value))
+            name = f"∂L/∂{data['grad_of'].split('/')[-1]} = " + (f"{hyper} = {value}" if hyper else value)
         head = data["op"] if re.sub(r"_\d+$", "", name) == data["op"] else f"{name}\n{data['op']}"
-        lines = [f"{head} {_shape(data['shape'])}"]
+        if self.is_grad(n) and n not in self.nx:
+            head = name
+        lines = [head if n == self.seed else f"{head} {_shape(data['shape'])}"]
+        value = _const_value(data)
+        if value is not None and not self.is_grad(n):
+            hyper = self.hyper.get(float(data["attrs"]["value"]))
+            lines = [f"{hyper} = {value}" if hyper else value]
+        elif data["op"] == "state" and not self.is_grad(n):
+            lines = [_state_name(n), f"state {_shape(data['shape'])}"]
         if self.formulas and get_op(data["op"]).elementwise and data["op"] != "const":
             lines.append("= " + _short(symbolic.unicode(self._formula(n)), 60))
         if n in self.colour:
@@ -187,6 +351,12 @@ class _Drawing:
         if n in self.errors:
             lines.append(f"rel. error {self.errors[n]:.1e}")
         return "\n".join(lines)
+
+    def _is_seed(self, n) -> bool:
+        """Whether ``n`` is the scalar constant autodiff seeded a compiled step's chain rule with."""
+        data = self.data(n)
+        return (n in self.nx and self.is_grad(n) and _const_value(data) is not None
+                and data["grad_of"] not in self.graph.args(n))
 
     def _formula(self, n):
         import sympy
@@ -196,65 +366,98 @@ class _Drawing:
         expr, syms = node_formula(self.nx.nodes[n]["op"], len(args), self.nx.nodes[n]["attrs"])
         return expr.xreplace({s: sympy.Symbol(a.split("/")[-1]) for s, a in zip(syms, args)})
 
+    def local_text(self, v, index) -> str:
+        """∂v/∂(argument ``index`` of v) as text, the arguments named after their nodes."""
+        data, args = self.nx.nodes[v], self.graph.args(v)
+        # binary ops read better with their arguments' names: ∂(a·b)/∂b = one_hot, not "a"
+        names = [a.split("/")[-1] for a in args] if len(args) > 1 else None
+        return symbolic.local_text(data["op"], len(args), data["attrs"], index, self.notation, names)
+
     def edge_label(self, u, v) -> str | None:
-        """∂w/∂x on the edge that carries ∂L/∂w (made by w's vjp) into the gradient of x, an argument of w."""
-        w, x = self.nx.nodes[u].get("grad_of"), self.nx.nodes[v].get("grad_of")
+        """In a compiled step's graph: ∂w/∂x on the edge that carries ∂L/∂w (made by w's vjp) into the
+        gradient of x, an argument of w."""
+        w, x = self.grad_of.get(u), self.grad_of.get(v)
         if w is None or x is None or w == x or w not in self.nx or (w, x) in self.labelled:
             return None
         self.labelled.add((w, x))  # once per chain-rule step, though several nodes may read ∂L/∂w
         args = self.graph.args(w)
-        if x not in args:
-            return None
-        data = self.nx.nodes[w]
-        # binary ops read better with their arguments' names: ∂(a·b)/∂b = one_hot, not "a"
-        names = [a.split("/")[-1] for a in args] if len(args) > 1 else None
-        texts = [symbolic.local_text(data["op"], len(args), data["attrs"], i, self.notation, names)
-                 for i, a in enumerate(args) if a == x]
-        return _short(" + ".join(dict.fromkeys(texts)), 48)
+        texts = [self.local_text(w, i) for i, a in enumerate(args) if a == x and get_op(
+            self.nx.nodes[w]["op"]).vjp(i) is not None]
+        return _short(" + ".join(dict.fromkeys(texts)), 48) if texts else None
 
     # -- styles -------------------------------------------------------------
     def node_style(self, n) -> dict:
-        data = self.nx.nodes[n]
+        data = self.data(n)
         style = {"fillcolor": FILL.get(data["op"], "#ffffff"), "color": "#404040"}
         if self.is_grad(n):
             style = {"fillcolor": GRAD_FILL, "color": GRAD_LINE, "fontcolor": "#67000d"}
         if n in self.final:
             style["penwidth"] = "2"
         if n in self.colour:
-            style["fillcolor"] = self.colour[n][0]
+            style.update(_magnitude_fill(self.colour[n][0]))
         if n in self.errors:
-            e = self.errors[n]
-            style["fillcolor"] = "#a1d99b" if e < 1e-6 else "#fee391" if e < 1e-3 else "#fb6a4a"
+            style["fillcolor"] = _error_fill(self.errors[n])
         if n in self.path:
             style.update(color=HIGHLIGHT, penwidth="3")
         return style
 
-    def edge_style(self, u, v) -> dict:
+    def edge_style(self, u, v, label=None) -> dict:
         if self.is_grad(v) and not self.is_grad(u):  # a saved forward value read by the backward pass
             return {"style": "dotted", "color": "#bdbdbd", "arrowsize": "0.5", "constraint": "false"}
         style = {}
         if self.is_grad(v):
             # laid out reversed: the gradient flows up the picture, mirroring the forward graph
             style = {"style": "dashed", "color": GRAD_LINE, "fontcolor": GRAD_LINE, "dir": "back"}
-            label = self.edge_label(u, v)
+            label = label or self.edge_label(u, v)
             if label:
-                style["label"] = label
+                style["label"] = _short(label, 48)
             if v in self.colour:
-                style.update(color=self.colour[v][0], penwidth="3")
+                colour = self.colour[v][0]  # and the pen widens with the gradient: vanishing ones are thin
+                style.update(color=colour, penwidth=f"{1 + 3 * MAGNITUDE.index(colour) / (len(MAGNITUDE) - 1):.1f}")
         if u in self.path and v in self.path:
             style.update(color=HIGHLIGHT, penwidth="3")
         return style
 
     # -- output -------------------------------------------------------------
-    def to_dot(self, rankdir="TB", **options) -> graphviz.Digraph:
-        dot = graphviz.Digraph(
+    def edges(self) -> list:
+        """``(u, v, label)`` for every edge to draw: the graph's, then the chain rule's."""
+        drawn = set(self.order)
+        out = [(u, v, None) for v in self.order if v in self.nx
+               for u, _, _ in sorted(self.nx.in_edges(v, data="index"), key=lambda e: e[2]) if u in drawn]
+        out += [(_grad_id(v), _grad_id(u), self.local_text(v, index)) for v, u, index in self.chain]
+        return out
+
+    def to_dot(self, rankdir="TB", **options) -> Drawing:
+        dot = Drawing(
             self.graph.name,
             graph_attr={"rankdir": rankdir, "fontname": "Helvetica", "newrank": "true", **options},
             node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica", "fontsize": "10"},
             edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#525252"})
+        self.levels = self._levels() if self.collapse else {}
+        self.split = self._unboxed()
         self._nodes(dot)
         self._edges(dot)
+        self._u_shape(dot, {self.group(n) for n in self.order if self.grad_of.get(n, n) in self.levels})
         return dot
+
+    def _unboxed(self) -> set:
+        """Nodes drawn one by one inside their layer's cluster although collapsed: the ops of a layer that
+        also holds nested layers drawn as boxes (they run before and after those, so one box for them would
+        close a cycle the graph does not have), then any box that still closes one."""
+        if not self.collapse:
+            return set()
+        scopes = set(self.scopes.values())
+        split = {n for n, s in self.scopes.items()
+                 if 0 < len(s) < self.collapse and any(len(o) > len(s) and o[: len(s)] == s for o in scopes)}
+        while True:
+            self.split = split
+            boxes = nx.DiGraph((self.group(u), self.group(v)) for u, v, _ in self.edges())
+            boxes.remove_edges_from(nx.selfloop_edges(boxes))
+            cyclic = {b for c in nx.strongly_connected_components(boxes) if len(c) > 1 for b in c}
+            members = {n for n in self.order if self.group(n) in cyclic and self.group(n) != n}
+            if not members:
+                return split
+            split |= members
 
     def _nodes(self, dot):
         tree: dict = {}  # scope tuple -> drawn nodes, in topological order
@@ -265,14 +468,15 @@ class _Drawing:
                 drawn[group].append(n)
                 continue
             drawn[group] = [n]
-            scope = self.scopes[n][: self.collapse - 1 if self.collapse else None] if self.collapse else self.scopes[n]
+            scope = self.scopes[n] if group == n else tuple(group.lstrip("∂").split("/")[:-1])
             tree.setdefault(scope, []).append(group)
         self.drawn = drawn
         for scope in sorted(tree, key=len):
             for group in tree[scope]:
                 members = drawn[group]
-                attrs = self.node_style(members[-1]) if group == members[0] else self._group_style(group, members)
-                label = self.label(group) if group == members[0] else self._group_label(group, members)
+                boxed = group != members[0]
+                attrs = self._group_style(group, members) if boxed else self.node_style(group)
+                label = self._group_label(group, members) if boxed else self.label(group)
                 self._cluster(dot, scope).node(group, label, **attrs)
         self._flush(dot)
 
@@ -295,46 +499,95 @@ class _Drawing:
                 self._clusters[scope[:-1]].subgraph(self._clusters[scope])
 
     def _group_label(self, group, members) -> str:
-        ops = [self.nx.nodes[m]["op"] for m in members if not get_op(self.nx.nodes[m]["op"]).source]
-        params = [m for m in members if self.nx.nodes[m]["op"] == "param"]
+        forward = [self.data(m) for m in members]
+        ops = [d["op"] for d in forward if not get_op(d["op"]).source]
+        params = [m for m in members if m in self.nx and self.nx.nodes[m]["op"] == "param"]
         count = sum(math.prod(self.nx.nodes[p]["shape"]) for p in params)
         kinds = ", ".join(dict.fromkeys(o for o in ops if o not in ("add", "reshape", "expr")))
-        last = [m for m in members if not get_op(self.nx.nodes[m]["op"]).source][-1:] or members[-1:]
+        computed = [d for d in forward if not get_op(d["op"]).source] or forward
+        last = [d for d in computed if d["shape"][:1] == (None,)][-1:] or computed[-1:]  # a batch, not a bias
         lines = [group.split("/")[-1] if not group.startswith("∂") else "∂L/∂" + group[1:].split("/")[-1],
-                 _short(kinds, 40), _shape(self.nx.nodes[last[0]]["shape"])]
+                 _short(kinds, 40), _shape(last[0]["shape"])]
         if count:
             lines.append(f"{count:,} params")
+        coloured = [self.colour[m][1] for m in members if m in self.colour]
+        if coloured:
+            lines.append(f"max |ḡ| = {max(coloured):.2e}")
+        checked = [self.errors[m] for m in members if m in self.errors]
+        if checked:
+            lines.append(f"worst rel. error {max(checked):.1e} ({len(checked)} checked)")
         return "\n".join(line for line in lines if line)
 
     def _group_style(self, group, members) -> dict:
+        """A layer's box: the colour of its largest gradient and of its worst gradient check."""
         if group.startswith("∂"):
-            return {"fillcolor": GRAD_FILL, "color": GRAD_LINE, "fontcolor": "#67000d"}
-        style = {"fillcolor": "#f7fbff", "color": "#2171b5", "penwidth": "1.5"}
+            style = {"fillcolor": GRAD_FILL, "color": GRAD_LINE, "fontcolor": "#67000d"}
+        else:
+            style = {"fillcolor": "#f7fbff", "color": "#2171b5", "penwidth": "1.5"}
+        coloured = [self.colour[m] for m in members if m in self.colour]
+        if coloured:
+            style.update(_magnitude_fill(max(coloured, key=lambda c: c[1])[0]))
+        checked = [self.errors[m] for m in members if m in self.errors]
+        if checked:
+            style["fillcolor"] = _error_fill(max(checked))
         if any(m in self.path for m in members):
             style.update(color=HIGHLIGHT, penwidth="3")
         return style
 
     def _edges(self, dot):
         seen = {}
-        for v in self.order:
-            for u, _, _ in sorted(self.nx.in_edges(v, data="index"), key=lambda e: e[2]):
-                if u not in self.scopes:
-                    continue
-                a, b = self.group(u), self.group(v)
-                if a == b:
-                    continue
-                style = self.edge_style(u, v)
-                key = (a, b)
-                if key in seen:  # one drawn edge per pair of boxes; collect the derivatives it carries
-                    if "label" in style and style["label"] not in seen[key].get("label", ""):
-                        seen[key]["label"] = _short(seen[key].get("label", "") + "\n" + style["label"], 120).strip()
-                    continue
-                seen[key] = style
-        for (a, b), style in seen.items():
+        for u, v, label in self.edges():
+            a, b = self.group(u), self.group(v)
+            if a == b:
+                continue
+            style = self.edge_style(u, v, label)
+            key = (a, b) if (a, b) != (u, v) else (a, b, len(seen))  # x * x: two edges; boxes: one
+            if key in seen:  # one drawn edge per pair of boxes: the derivatives and the widest pen it carries
+                old = seen[key]
+                if "label" in style and style["label"] not in old.get("label", ""):
+                    old["label"] = _short(old.get("label", "") + "\n" + style["label"], 120).strip()
+                if float(style.get("penwidth", 1)) > float(old.get("penwidth", 1)):
+                    old.update(color=style["color"], penwidth=style["penwidth"])
+                continue
+            seen[key] = style | self._level_edge(*((b, a) if style.get("dir") == "back" else (a, b)))
+        for (a, b, *_), style in seen.items():
             if style.get("dir") == "back":
                 dot.edge(b, a, **style)
             else:
                 dot.edge(a, b, **style)
+
+
+def _magnitude_fill(colour: str) -> dict:
+    """A node filled by gradient magnitude; white text on the three darkest reds, so it stays readable."""
+    return {"fillcolor": colour, **({"fontcolor": "white"} if colour in MAGNITUDE[-3:] else {})}
+
+
+def _error_fill(error: float) -> str:
+    return "#a1d99b" if error < 1e-6 else "#fee391" if error < 1e-3 else "#fb6a4a"
+
+
+def _hyper_parameters(optimizer) -> dict:
+    """value -> "lr", "momentum", ... for an optimizer's numeric settings (both names when two share a value)."""
+    names: dict = {}
+    for key, value in vars(optimizer or {}).items() if optimizer is not None else ():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "clip_norm":
+            names[float(value)] = f"{names[float(value)]} = {key}" if float(value) in names else key
+    return names
+
+
+def _state_name(node: str) -> str:
+    """An optimizer's state by what it is: "momentum.momentum/fc1.W" -> "momentum of fc1.W"."""
+    found = re.fullmatch(r"[^./]+\.([^/]+)/(.+)", node)
+    if found:
+        return f"{found.group(1)} of {found.group(2)}"
+    return {"t": "step count t"}.get(node.rsplit(".", 1)[-1], node)
+
+
+def _const_value(data) -> str | None:
+    """A scalar constant's value as text (lr, μ, ε ...), or ``None``."""
+    if data["op"] != "const" or np.ndim(data["attrs"].get("value")) != 0:
+        return None
+    return f"{float(data['attrs']['value']):g}"
 
 
 def _common_prefix(scopes) -> tuple:

@@ -1,30 +1,38 @@
-"""Render backpropagation through time: a recurrent net unrolled, one Graphviz cluster per step.
+"""Render backpropagation through time as a textbook prints it: the recurrent net unrolled.
 
-Steps run left to right (``cluster_t0``, ``cluster_t1``, ...).  Shared weights
-are drawn once, with an edge into every step.  With ``backward=True`` each
-step gets its state gradients ∂L/∂h_t (and ∂L/∂c_t), joined by red edges
-labelled with the local derivative SymPy gives for one unit of the cell (f_t
-on the LSTM cell path, (1 − h_t²)·w under an RNN's tanh).  ``collapsed=True``
-draws each step's cell as one box; ``grads`` (the per-step norms of
-∂L/∂h_t, e.g. from `gradient_norms_over_time`, or ``{"h": ..., "c": ...}``)
-colours and thickens the backward edges by magnitude.
+Steps run left to right on one row, one Graphviz cluster per step (``cluster_t0``,
+``cluster_t1``, ...), each a column: x_t at the bottom, the cell above it, the layers
+above (the output and the loss) over the steps they read, and on top the gradients
+∂L/∂h_t (and ∂L/∂c_t).  The h lane (and the LSTM's c lane) runs straight across the
+cells; the gradient edges run right to left along their own lanes, labelled with the
+local derivative SymPy gives for one unit of the cell (f_t on the LSTM's cell path,
+w_hh·(1 − h_t²) under an RNN's tanh).  The shared weights are drawn once, in a legend
+box at the left, and named on the edges they act on; the time-summed ∂L/∂W = Σ_t ...
+is one node that every step's gradient feeds.
+
+Cells are single boxes; ``expand=True`` (or a step number) draws one LSTM cell with
+its gates as Olah does, c_{t−1} → c_t straight across its top, and ``collapsed=False``
+every cell.  ``grads`` (the per-step norms of ∂L/∂h_t, e.g. from
+`gradient_norms_over_time`, or ``{"h": ..., "c": ...}``) labels the gradients with
+‖∂L/∂h_t‖ and sets the colour and width of the backward edges by magnitude.
 """
 from __future__ import annotations
 
 import math
 
-import graphviz
 import networkx as nx
 import sympy
 
 from .autodiff import topological_order
+from .errors import GraphError
 from .ir import Graph, Tensor
 from .ops import recurrent as R
 from .ops.elementwise import sigmoid
+from .render import GRAD_FILL, GRAD_LINE, Drawing
 
-FILL = {"input": "#deebf7", "param": "#e5f5e0", "const": "#f0f0f0"}
-GRAD_LINE = "#cb181d"
+FILL = {"input": "#deebf7", "param": "#e5f5e0", "cell": "#f7fbff", "head": "#ffffff"}
 MAGNITUDE = ["#fdd0a2", "#fdae6b", "#fd8d3c", "#f16913", "#d94801", "#a63603", "#7f2704"]
+WEIGHTS = ("W_ih", "W_hh", "b_ih", "b_hh")
 
 
 # -- local derivatives of one unit of the cell, from SymPy ------------------------------------
@@ -69,7 +77,64 @@ def _text(expr) -> str:
     text = str(sympy.factor_terms(expr))
     for a, b in (("**2", "²"), ("*", "·"), ("{t-1}", "t−1"), (" - ", " − "), ("sigmoid", "σ")):
         text = text.replace(a, b)
-    return text
+    return text.replace(" + ", "\n+ ") if len(text) > 40 else text  # one term a line
+
+
+# -- what the drawing shows -------------------------------------------------------------------
+class _Unrolled:
+    """The parts of an unrolled recurrent graph the drawing needs: steps, cells, weights, outputs, head."""
+
+    def __init__(self, target):
+        graph = R.unroll_scans(target if isinstance(target, Graph) else target.graph)
+        self.graph, G = graph, graph.nx
+        self.target = None if isinstance(target, Graph) else target.node
+        nodes = set(G.nodes) if self.target is None else nx.ancestors(G, self.target) | {self.target}
+        self.nodes = {n for n in nodes if G.nodes[n].get("grad_of") is None}
+        timed = [n for n in self.nodes if G.nodes[n].get("time") is not None]
+        self.steps = sorted({G.nodes[n]["time"] for n in timed})
+        roles = {G.nodes[n].get("role") for n in timed}
+        self.kind = "lstm" if "c" in roles else "gru" if "z" in roles else "rnn"
+        self.states = R.CELLS[self.kind].states
+        self.role = {(G.nodes[n]["time"], G.nodes[n]["role"]): n for n in timed if G.nodes[n].get("role")}
+        self.layer = timed[0].split(f"/t{G.nodes[timed[0]]['time']}/")[0] if timed else self.kind
+        self.weights = [n for n in topological_order(graph, self.nodes) if G.nodes[n]["op"] == "param"
+                        and n.startswith(self.layer + ".")]
+        self.inputs = {t: next((n for n in timed if G.nodes[n]["time"] == t and G.nodes[n]["op"] == "getitem"
+                                and G.nodes[graph.args(n)[0]]["op"] == "input"), None) for t in self.steps}
+        self.outputs, self.head = self._outputs()
+        self.expanded = set()  # the steps whose LSTM cell is drawn with its gates
+
+    def _outputs(self):
+        """The steps whose h_t the layers above read, and those layers' nodes (the head), in order.
+
+        A read of the tape's last row (``h[-1]``) is a read of the last step only."""
+        G, last = self.graph.nx, self.steps[-1] if self.steps else None
+        outside = {n for n in self.nodes if G.nodes[n].get("time") is None and not G.nodes[n]["op"] in (
+            "param", "input", "const") and not n.startswith(self.layer + "/")}
+        if self.target is None or not self.steps:
+            return [], []
+        head = {n for n in outside if n == self.target or nx.has_path(G, n, self.target)}
+        from_cells = {v for n in self.nodes if G.nodes[n].get("time") is not None for v in G.successors(n)}
+        reads = {n for n in head if set(self.graph.args(n)) - head}  # where the head reads the layer
+        outputs = set()
+        for n in reads:
+            for a in self.graph.args(n):
+                if a in head or G.nodes[a]["op"] in ("param", "input", "const"):
+                    continue
+                upstream = nx.ancestors(G, a) | {a}
+                if G.nodes[a].get("time") is not None:
+                    outputs.add(G.nodes[a]["time"])
+                elif any(G.nodes[u]["op"] == "getitem" and G.nodes[u]["attrs"]["index"][:1] in ((-1,), (last,))
+                         for u in upstream if u in self.nodes and u not in from_cells):
+                    outputs.add(last)
+                else:
+                    outputs |= {G.nodes[u]["time"] for u in upstream if G.nodes[u].get("time") is not None}
+        return sorted(outputs), topological_order(self.graph, head)
+
+    def head_label(self) -> str:
+        parts = dict.fromkeys(n.split("/")[0] if "/" in n else self.graph.nx.nodes[n]["op"] for n in self.head
+                              if self.graph.nx.nodes[n]["op"] not in ("getitem", "one_hot", "reshape"))
+        return " → ".join(parts) + "\nL" if parts else "L"
 
 
 # -- the drawing ----------------------------------------------------------------------------
@@ -88,101 +153,190 @@ def _per_step(grads, state, T):
     return [None] * T if values is None else [float(v) for v in values]
 
 
-def _label(node, data):
-    role = data.get("role")
-    shape = "(" + ", ".join("N" if d is None else str(d) for d in data["shape"]) + ")"
-    if role:
-        return f"{role}_{data['time']}\n{data['op']}"
-    if data["op"] in ("input", "param"):
-        return f"{node}\n{shape}"
-    return data["op"]
+def _shape(shape) -> str:
+    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
 
 
-def render_unrolled(target, backward: bool = False, grads=None, collapsed: bool = False, rankdir: str = "LR",
-                    **options) -> graphviz.Digraph:
+def render_unrolled(target, backward: bool = False, grads=None, collapsed: bool = True, expand=False,
+                    rankdir: str = "TB", **options) -> Drawing:
     """The BPTT drawing of the graph ending at ``target`` (see the module docstring)."""
-    graph = target if isinstance(target, Graph) else target.graph
-    graph = R.unroll_scans(graph)
-    nodes = set(graph.nx.nodes) if isinstance(target, Graph) else (
-        nx.ancestors(graph.nx, target.node) | {target.node})
-    nodes = {n for n in nodes if graph.nx.nodes[n].get("grad_of") is None}
-    steps = sorted({graph.nx.nodes[n]["time"] for n in nodes if graph.nx.nodes[n].get("time") is not None})
-    T = len(steps)
-    dot = graphviz.Digraph(graph.name, graph_attr={"rankdir": "LR" if rankdir == "TB" else rankdir,
-                                                   "fontname": "Helvetica", "newrank": "true", **options},
-                           node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica",
-                                      "fontsize": "10", "fillcolor": "#ffffff"},
-                           edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#606060"})
-    cell_of = {graph.nx.nodes[n]["time"]: n for n in nodes if graph.nx.nodes[n].get("role") == "h"}
-    clusters = {t: graphviz.Digraph(name=f"cluster_t{t}", graph_attr={
-        "label": f"t = {t}", "style": "rounded", "color": "#9ecae1", "fontname": "Helvetica"}) for t in steps}
-    box = {}  # node -> the drawn node standing for it
-    for node in topological_order(graph, nodes):
-        data = graph.nx.nodes[node]
-        t = data.get("time")
-        if data["op"] == "const" and data["shape"] == ():
-            continue
-        if t is not None and collapsed:
-            box[node] = f"cell_t{t}"
-            continue
-        box[node] = node
-        where = clusters[t] if t is not None else dot
-        where.node(node, _label(node, data), fillcolor=FILL.get(data["op"], "#ffffff"))
-    kind = _cell_kind(graph, nodes)
-    if collapsed:
-        for t in steps:
-            clusters[t].node(f"cell_t{t}", f"{kind.upper()} cell\nstep {t}", fillcolor="#deebf7", height="0.9")
-    seen = set()
-    for node in nodes:
-        for u, _, _ in graph.nx.in_edges(node, data=True):
-            if u not in box or node not in box or box[u] == box[node] or (box[u], box[node]) in seen:
-                continue
-            seen.add((box[u], box[node]))
-            state_edge = collapsed and box[u].startswith("cell_t") and box[node].startswith("cell_t")
-            # shared weights fan into every step; only the time chain may decide the left-to-right order
-            shared = graph.nx.nodes[u].get("time") is None and graph.nx.nodes[node].get("time") is not None
-            dot.edge(box[u], box[node], label="h, c" if state_edge and kind == "lstm" else "h" if state_edge else "",
-                     **({"constraint": "false"} if shared else {"weight": "10"} if state_edge else {}))
-    for t in steps:
+    net = _Unrolled(target)
+    if not net.steps:
+        raise GraphError(f"unroll=True draws a recurrent layer through time, and graph {net.graph.name!r} has none")
+    one = set() if expand is False or expand is None else {net.steps[-1] if expand is True else expand}
+    net.expanded = set() if net.kind != "lstm" else set(net.steps) if not collapsed else one
+    dot = Drawing(net.graph.name, graph_attr={
+        "rankdir": rankdir, "fontname": "Helvetica", "newrank": "true",
+        "nodesep": "0.5", "ranksep": "0.55", **options},
+        node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica", "fontsize": "10",
+                   "fillcolor": "#ffffff"},
+        edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#606060"})
+    clusters = {t: Drawing(name=f"cluster_t{t}", graph_attr={
+        "label": f"t = {t}", "style": "rounded", "color": "#9ecae1", "fontname": "Helvetica"}) for t in net.steps}
+    rows: dict = {}  # row name -> nodes that share its rank, left to right
+    _legend(dot, net, rows)
+    for t in net.steps:
+        _step(clusters[t], net, t, rows)
+    _lanes(dot, net)
+    if net.head:
+        _head(dot, clusters, net, rows)
+    if backward:
+        _backward(dot, clusters, net, grads, rows)
+    for t in net.steps:
         dot.subgraph(clusters[t])
-    if backward and T:
-        _backward_chain(dot, kind, steps, grads, cell_of, box, target if isinstance(target, Tensor) else None)
+    for name, members in rows.items():
+        with dot.subgraph(name=f"row_{name}") as row:
+            row.attr(rank="same")
+            for a, b in zip(members, members[1:]):  # keeps the row in time order, left to right
+                row.edge(a, b, style="invis", weight="20")
+            for m in members:
+                row.node(m)
     return dot
 
 
-def _cell_kind(graph, nodes):
-    roles = {graph.nx.nodes[n].get("role") for n in nodes}
-    return "lstm" if "c" in roles else "gru" if "z" in roles else "rnn"
+def _legend(dot, net, rows):
+    """The shared weights, once, in a box at the left: they act on the edges that name them."""
+    if not net.weights:
+        return
+    with dot.subgraph(name="cluster_weights") as box:
+        box.attr(label="shared by every step", style="rounded,dashed", color="#bdbdbd", fontcolor="#737373",
+                 fontname="Helvetica", fontsize="10")
+        for w in net.weights:
+            box.node(w, f"{w}\n{_shape(net.graph.nx.nodes[w]['shape'])}", fillcolor=FILL["param"], color="#a1d99b",
+                     fontsize="9")
+        box.attr("edge", style="invis")  # a column, W_ih at the bottom
+        for lower, upper in zip(net.weights, net.weights[1:]):
+            box.edge(upper, lower)
+    rows.setdefault("x", []).append(net.weights[0])
 
 
-def _backward_chain(dot, kind, steps, grads, cell_of, box, target):
-    """∂L/∂h_t (and ∂L/∂c_t) per step, joined right to left by edges labelled with local derivatives."""
-    derivs = local_derivatives(kind)
-    states = R.CELLS[kind].states
-    T = len(steps)
-    norms = {s: _per_step(grads, s, T) for s in states}
+def _up(graph, lower, upper, **attrs):
+    """An edge drawn from ``lower`` up to ``upper``: the drawing reads bottom (x_t) to top (∂L/∂W)."""
+    graph.edge(upper, lower, dir="back", **attrs)
+
+
+def _cell(t):
+    return f"cell_t{t}"
+
+
+def _step(cluster, net, t, rows):
+    """x_t and the cell of step t, one column."""
+    x = net.inputs.get(t)
+    if x is not None:
+        shape = net.graph.nx.nodes[x]["shape"]
+        cluster.node(f"x_t{t}", f"x_{t}\n{_shape(shape)}", fillcolor=FILL["input"], shape="ellipse")
+        rows.setdefault("x", []).append(f"x_t{t}")
+    if t in net.expanded:
+        _olah_cell(cluster, t, rows)
+    else:
+        h = net.role.get((t, "h"))
+        shape = _shape(net.graph.nx.nodes[h]["shape"]) if h else ""
+        states = ", ".join(f"{s}_{t}" for s in net.states)
+        cluster.node(_cell(t), f"{net.kind.upper()} cell\n{states} {shape}", fillcolor=FILL["cell"],
+                     color="#2171b5", height="0.8", width="1.3")
+        rows.setdefault("cell", []).append(_cell(t))
+    if x is not None:
+        _up(cluster, f"x_t{t}", _entry(net, t), label="W_ih", fontcolor="#31a354")
+
+
+def _entry(net, t, state="h"):
+    """Where x_t and h_{t−1} (or c_{t−1}) enter the cell of step t."""
+    return _cell(t) if t not in net.expanded else f"cell_t{t}_in" if state == "h" else f"cell_t{t}_forget"
+
+
+def _exit(net, t, state):
+    """Where h_t or c_t leaves the cell of step t."""
+    return f"cell_t{t}_{state}" if t in net.expanded else _cell(t)
+
+
+def _olah_cell(cluster, t, rows):
+    """One LSTM cell with its gates: the c lane across the top (× f_t, + i_t·g_t), h_t = o_t · tanh(c_t)."""
+    n = f"cell_t{t}"
+    op = {"shape": "circle", "width": "0.3", "fixedsize": "true", "fillcolor": "#fff7bc", "fontsize": "12"}
+    gate = {"fillcolor": "#fdd49e", "color": "#d94801", "fontsize": "9"}
+    cluster.node(f"{n}_in", f"[h_{t - 1}, x_{t}]" if t else f"[h_init, x_{t}]", fillcolor=FILL["cell"], fontsize="9")
+    for g, act in (("f", "σ"), ("i", "σ"), ("g", "tanh"), ("o", "σ")):
+        cluster.node(f"{n}_{g}", f"{g}_{t}\n{act}", **gate)
+        _up(cluster, f"{n}_in", f"{n}_{g}")
+        rows.setdefault("gates", []).append(f"{n}_{g}")
+    cluster.node(f"{n}_forget", "×", **op)
+    cluster.node(f"{n}_c", "+", **op)
+    cluster.node(f"{n}_ig", "×", **op)
+    cluster.node(f"{n}_tanh", "tanh", fillcolor="#fff7bc", fontsize="9")
+    cluster.node(f"{n}_h", "×", **op)
+    _up(cluster, f"{n}_f", f"{n}_forget", label="f")
+    _up(cluster, f"{n}_i", f"{n}_ig", label="i")
+    _up(cluster, f"{n}_g", f"{n}_ig", label="g")
+    _up(cluster, f"{n}_ig", f"{n}_c")
+    cluster.edge(f"{n}_forget", f"{n}_c", label=f"c_{t}", weight="10", penwidth="2")
+    _up(cluster, f"{n}_c", f"{n}_tanh")
+    _up(cluster, f"{n}_tanh", f"{n}_h")
+    _up(cluster, f"{n}_o", f"{n}_h", label="o")
+    rows.setdefault("cell", []).append(f"{n}_in")
+    rows.setdefault("c_lane", []).append(f"{n}_forget")
+    rows.setdefault("c_lane", []).append(f"{n}_c")
+
+
+def _lanes(dot, net):
+    """The state lanes between steps: straight, left to right, W_hh named on the h lane."""
+    for t in net.steps[1:]:
+        dot.edge(_exit(net, t - 1, "h"), _entry(net, t), label=f"h_{t - 1} · W_hh", weight="10",
+                 fontcolor="#31a354", penwidth="1.5")
+        if net.kind == "lstm":
+            # into or out of an expanded cell the c lane runs at the height of its gates' products
+            loose = {"constraint": "false"} if {t - 1, t} & net.expanded else {}
+            dot.edge(_exit(net, t - 1, "c"), _entry(net, t, "c"), label=f"c_{t - 1}", weight="10", penwidth="2.5",
+                     color="#4292c6", fontcolor="#2171b5", **loose)
+
+
+def _head(dot, clusters, net, rows):
+    """The layers above: over the step they read, or beside the steps when they read several."""
+    where = clusters[net.outputs[0]] if len(net.outputs) == 1 else dot
+    where.node("head", net.head_label(), fillcolor=FILL["head"], color="#404040")
+    rows.setdefault("head", []).append("head")
+    for t in net.outputs:
+        _up(dot, _exit(net, t, "h"), "head", label=f"h_{t}")
+
+
+def _backward(dot, clusters, net, grads, rows):
+    """∂L/∂h_t (and ∂L/∂c_t) above every step, joined right to left by local derivatives; ∂L/∂W = Σ_t."""
+    derivs = local_derivatives(net.kind)
+    T = len(net.steps)
+    norms = {s: _per_step(grads, s, T) for s in net.states}
     top = max([v for vals in norms.values() for v in vals if v is not None], default=None)
-    for t in steps:
-        with dot.subgraph(name=f"cluster_t{t}") as cluster:
-            for s in states:
-                value = norms[s][t]
-                extra = f"\n‖·‖ = {value:.2e}" if value is not None else ""
-                cluster.node(f"d{s}_t{t}", f"∂L/∂{s}_{t}{extra}", shape="ellipse", fillcolor="#fde0dd",
+    edge = {"style": "dashed", "color": GRAD_LINE, "fontcolor": GRAD_LINE}
+    for t in net.steps:
+        for s in net.states:
+            value = norms[s][t]
+            extra = f"\n‖∂L/∂{s}_{t}‖ = {value:.2e}" if value is not None else ""
+            clusters[t].node(f"d{s}_t{t}", f"∂L/∂{s}_{t}{extra}", shape="ellipse", fillcolor=GRAD_FILL,
                              color=GRAD_LINE, fontcolor=GRAD_LINE)
-                if t in cell_of:  # keeps the gradient beside its step, so the steps line up left to right
-                    cluster.edge(box[cell_of[t]], f"d{s}_t{t}", style="invis")
-    edge = {"style": "dashed", "color": GRAD_LINE, "fontcolor": GRAD_LINE, "constraint": "false"}
-    for t in steps:
-        if kind == "lstm":
-            dot.edge(f"dh_t{t}", f"dc_t{t}", label=derivs[("h", "c")],
-                     **{**edge, **_magnitude_style(norms["h"][t], top)})
+            rows.setdefault(f"d{s}", []).append(f"d{s}_t{t}")
+        if t not in net.outputs:  # the column stays a column: the gradient sits above its own cell
+            _up(clusters[t], _exit(net, t, "h"), f"dh_t{t}", style="invis", minlen="2")
+    for t in net.steps:
+        style = {**edge, **_magnitude_style(norms["h"][t], top)}
+        if net.kind == "lstm":
+            _up(dot, f"dh_t{t}", f"dc_t{t}", label=derivs[("h", "c")], **style)
         if t == 0:
             continue
-        for (s, p), text in sorted(derivs.items()):
-            if p == "c" and s == "h":
-                continue
-            source = f"d{s}_t{t}"
-            style = _magnitude_style(norms[s][t], top)
-            dot.edge(source, f"d{p}_t{t - 1}", label=text, **{**edge, **style})
-    if target is not None and steps:
-        dot.edge(target.node, f"dh_t{steps[-1]}", label="∂L/∂h (layers above)", **edge)
+        # each lane is drawn in time order (tail left) with its arrow pointing back in time
+        dot.edge(f"dh_t{t - 1}", f"dh_t{t}", label=derivs[("h", "h")], dir="back", **style)
+        if net.kind == "lstm":
+            c_style = {**edge, **_magnitude_style(norms["c"][t], top)}
+            dot.edge(f"dc_t{t - 1}", f"dc_t{t}", label=derivs[("c", "c")], dir="back", **c_style)
+            dot.edge(f"dc_t{t}", f"dh_t{t - 1}", label=derivs[("c", "h")], **c_style)
+    for t in net.outputs:
+        _up(dot, "head", f"dh_t{t}", label=f"∂L/∂h_{t}\nfrom above", **edge)
+    _weight_sum(dot, net)
+
+
+def _weight_sum(dot, net):
+    """The weight gradients, each a sum over the steps of what every step contributes."""
+    top = "dc" if net.kind == "lstm" else "dh"
+    lines = ["∂L/∂W_hh = Σ_t δ_t · h_t−1ᵀ", "∂L/∂W_ih = Σ_t δ_t · x_tᵀ", "∂L/∂b = Σ_t δ_t",
+             "δ_t = ∂L/∂(pre-activations at t)"]
+    dot.node("dW", "\n".join(lines), fillcolor=GRAD_FILL, color=GRAD_LINE, fontcolor="#67000d", penwidth="2")
+    for t in net.steps:
+        _up(dot, f"{top}_t{t}", "dW", style="dashed", color="#fcbba1", arrowsize="0.6", label=f"δ_{t}",
+                 fontcolor="#fc9272")

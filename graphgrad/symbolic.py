@@ -165,24 +165,10 @@ def merge_selects(expr):
     return select(conds.pop(), sum(c * s.args[1] for c, s in parts), sum(c * s.args[2] for c, s in parts))
 
 
-# Structural ops have vjp rules rather than formulas; these are their textbook
-# local derivatives, written as the product applied to the incoming gradient ḡ.
-STRUCTURAL = {
-    "matmul": ("ḡ·bᵀ", "aᵀ·ḡ"),
-    "sum": ("broadcast ḡ",), "mean": ("ḡ / n",), "max": ("ḡ at the argmax",),
-    "reshape": ("reshape ḡ",), "transpose": ("ḡᵀ",), "getitem": ("scatter ḡ",),
-    "softmax": ("y·(ḡ − Σ ḡ·y)",), "log_softmax": ("ḡ − softmax(x)·Σ ḡ",),
-    "conv2d": ("conv_transpose(ḡ, W)", "conv(x, ḡ)"),
-    "conv_transpose2d": ("conv(ḡ, W)", "conv(ḡ, x)"),
-    "maxpool2d": ("ḡ to each window's max",), "avgpool2d": ("ḡ / k² to each window",),
-    "upsample_nearest2d": ("sum ḡ over each block",), "upsample_bilinear2d": ("bilinear weightsᵀ·ḡ",),
-    "concat": ("slice of ḡ",), "stack": ("slice of ḡ",), "cast": ("ḡ",),
-}
-
-
 def local_text(op_name: str, n_args: int, attrs: dict, index: int, notation: str = "unicode",
                names=None) -> str:
-    """The label of a backward edge: the local derivative ∂op/∂arg ``index`` as text.
+    """The label of a backward edge: the local derivative ∂op/∂arg ``index`` as text, from the op's
+    registry entry (SymPy's derivative of its formula, or its ``local_derivative``).
 
     ``names`` renames the op's argument symbols (a, b, ...) after the argument nodes.
     """
@@ -193,13 +179,13 @@ def local_text(op_name: str, n_args: int, attrs: dict, index: int, notation: str
             _, syms = node_formula(op_name, n_args, attrs)
             d = d.xreplace({s: sympy.Symbol(name) for s, name in zip(syms, names)})
         return latex(d) if notation == "latex" else unicode(d)
-    rules = STRUCTURAL.get(op_name)
-    if rules:
-        text = rules[min(index, len(rules) - 1)]
-        if names:  # "ḡ·bᵀ" -> "ḡ·Wᵀ"
-            text = re.sub(r"(?<![A-Za-z_])[ab](?![A-Za-z_])", lambda m: names["ab".index(m.group())], text)
-        return text
-    return f"vjp of {op_name}"
+    texts = spec.local_derivative
+    text = texts[min(index, len(texts) - 1)] if texts else None
+    if text is None:
+        raise GraphError(f"op {op_name} has no local derivative for argument {index}")
+    if names:  # "ḡ·bᵀ" -> "ḡ·Wᵀ"
+        text = re.sub(r"(?<![A-Za-z_])[ab](?![A-Za-z_])", lambda m: names["ab".index(m.group())], text)
+    return text
 
 
 # Known bounds of |f′| for activations: the reason a deep chain vanishes or not.

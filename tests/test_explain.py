@@ -50,3 +50,34 @@ def test_shape_formulas():
     assert symbolic.shape_formula("conv_transpose2d", {"stride": 2, "padding": 1, "output_padding": 1}, 7, 3) == 14
     with pytest.raises(gg.GraphError):
         symbolic.shape_formula("matmul")
+
+
+def test_every_differentiable_op_has_a_closed_form_local_derivative():
+    from graphgrad.ops import get_op
+
+    for name in gg.ops():
+        op = get_op(name)
+        arity = op.arity or len(op.test_shapes or (0, 0))
+        for i in range(arity):
+            if op.vjp(i) is not None:
+                text = symbolic.local_text(name, arity, op.test_attrs, i)
+                assert text and "vjp" not in text, (name, i)
+    assert symbolic.local_text("softmax_cross_entropy", 2, {}, 0) == "ḡ·(softmax(z) − onehot(y))/N"
+    assert symbolic.local_text("conv2d", 2, {}, 0) == "conv_transpose(ḡ, W)"
+
+
+def test_explain_tells_the_paths_of_x_times_x_apart():
+    g = gg.Graph()
+    x = g.input("x", (3,))
+    text = gg.explain((x * x).sum(), x).unicode
+    first, second = text.splitlines()[:2]
+    assert "∂mul/∂x[arg 1]" in first and "∂mul/∂x[arg 2]" in second
+    assert "∂mul/∂x[arg 1] = x" in text and "∂mul/∂x[arg 2] = x" in text
+
+
+def test_explain_and_render_print_the_same_local_derivatives():
+    g, loss, _ = gg.models.mlp(features=8, hidden=4)
+    text = gg.explain(loss, g["fc1.W"]).unicode
+    source = gg.render(loss, backward=True).source
+    for label in ("ḡ·(softmax(z) − onehot(y))/N", "xᵀ·ḡ", "[x > 0]", "ḡ·fc2.Wᵀ"):
+        assert label in text and label in source

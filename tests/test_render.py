@@ -62,6 +62,8 @@ def test_highlight_grads_and_rankdir():
     grads = {"fc1.W": np.full((8, 4), 1e-6), "fc2.W": np.ones((4, 10))}
     coloured = gg.render(loss, backward=True, grads=grads).source
     assert "|ḡ| = 1.00e-06" in coloured and "|ḡ| = 1.00e+00" in coloured
+    widths = {w: float(re.search(rf'"∂{w}" -> [^\n]*penwidth=([\d.]+)', coloured).group(1)) for w in grads}
+    assert widths["fc1.W"] < widths["fc2.W"]  # the vanishing gradient is drawn thin
 
 
 def test_gradient_check_colours_nodes_by_relative_error():
@@ -103,3 +105,90 @@ def test_svg_and_png_render(tmp_path):
     dot.render(tmp_path / "mlp", format="png", cleanup=True)
     assert (tmp_path / "mlp.png").stat().st_size > 1000
     assert "<svg" in g._repr_svg_() and "<svg" in loss._repr_svg_()
+
+
+def backward_edges(source):
+    return [line for line in source.splitlines() if "->" in line and "dir=back" in line]
+
+
+def test_every_backward_edge_carries_its_local_derivative():
+    g, loss, _ = gg.models.mlp(features=8, hidden=4)
+    edges = backward_edges(gg.render(loss, backward=True).source)
+    assert len(edges) == 9 and all("label=" in e for e in edges)  # one per argument the gradient reaches
+    assert any("ḡ·(softmax(z) − onehot(y))/N" in e for e in edges)
+
+
+def test_conv_pool_and_batch_norm_edges_are_labelled():
+    g = gg.Graph("c")
+    x = g.input("x", (None, 1, 6, 6))
+    h = gg.nn.BatchNorm(name="bn")(gg.nn.Conv2D(2, 3, padding=1, name="conv")(x))
+    h = gg.nn.MaxPool2D(2, name="pool")(gg.relu(h))
+    h = gg.nn.AvgPool2D(3, name="gap")(gg.nn.Conv2D(2, 1, name="conv2")(h))
+    source = gg.render(h.sum(), backward=True).source
+    edges = backward_edges(source)
+    assert edges and all("label=" in e for e in edges)
+    for text in ("conv_transpose(ḡ, W)", "ḡ to each window's arg-max", "ḡ/k² spread over each window",
+                 "(ḡ_μ + 2(x − μ)·ḡ_σ²)/m"):
+        assert text in source, text
+
+
+def test_repeated_argument_draws_two_labelled_edges():
+    g = gg.Graph()
+    x = g.input("x", (3,))
+    edges = [e for e in backward_edges(gg.render((x * x).sum(), backward=True).source) if '"∂x"' in e]
+    assert len(edges) == 2 and all("label=x" in e for e in edges)
+
+
+def test_collapsed_boxes_keep_gradients_checks_and_highlight():
+    g, loss, _ = gg.models.mlp(features=8, hidden=4)
+    grads = {"fc1.W": np.full((8, 4), 1e-6), "fc2.W": np.ones((4, 10))}
+    source = gg.render(loss, backward=True, grads=grads, collapse=True, highlight="fc1.W").source
+    assert "max |ḡ| = 1.00e-06" in source and "max |ḡ| = 1.00e+00" in source
+    assert "#ff7f00" in source
+    rng = np.random.default_rng(0)
+    values = {"x": rng.normal(size=(4, 8)), "y": np.array([0, 1, 2, 3]), **g.init_params(seed=0)}
+    checked = gg.render(loss, check=values, collapse=True).source
+    assert len(re.findall(r"worst rel. error ([0-9.e+-]+)", checked)) == 2  # fc1 and fc2
+
+
+def test_optimizer_constants_show_values_and_state_is_named():
+    g, loss = sigmoid_net()
+    source = gg.render(gg.compile(loss, optimizer=gg.optim.Momentum(lr=0.01, momentum=0.9))).source
+    assert "lr = 0.01" in source and "momentum = 0.9" in source
+    assert "momentum of w" in source
+    assert "step count t" in gg.render(gg.compile(loss, optimizer=gg.optim.Adam())).source
+    assert "∂L/∂sum = lr = 0.1" in gg.render(gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1))).source  # the seed
+
+
+@needs_dot
+@pytest.mark.parametrize("suffix, magic", [(".svg", b"<?xml"), (".png", b"\x89PNG"), (".pdf", b"%PDF"),
+                                           (".dot", b"digraph")])
+def test_save_takes_the_format_from_the_extension(tmp_path, suffix, magic):
+    g, loss = sigmoid_net()
+    dot = gg.render(loss, backward=True)
+    dot.save(tmp_path / f"a{suffix}")
+    assert (tmp_path / f"a{suffix}").read_bytes().startswith(magic)
+    dot.render(str(tmp_path / f"b{suffix}"))
+    assert (tmp_path / f"b{suffix}").read_bytes().startswith(magic)
+    dot.render(str(tmp_path / f"b{suffix}"), format=suffix[1:])  # the same, not b.png.png
+    gg.render(loss, unroll=False).save(tmp_path / f"c{suffix}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{c}{suffix}" for c in "abc")  # no temp left
+
+
+def test_save_refuses_an_unknown_extension(tmp_path):
+    from graphgrad.render import save
+
+    g, loss = sigmoid_net()
+    with pytest.raises(gg.GraphError, match="extension"):
+        save(loss, tmp_path / "a.jpg")
+
+
+@needs_dot
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".pdf", b"%PDF"), (".dot", b"digraph")])
+def test_cli_render_writes_the_format_of_the_output_name(tmp_path, suffix, magic, capsys):
+    from graphgrad.cli import main
+
+    assert main(["render", "mlp", "--backward", "-o", str(tmp_path / f"mlp{suffix}")]) == 0
+    assert (tmp_path / f"mlp{suffix}").read_bytes().startswith(magic)
+    assert main(["render", "mlp", "-o", str(tmp_path / "mlp.jpg")]) == 1
+    assert "name it .svg, .png, .pdf or .dot" in capsys.readouterr().err

@@ -84,6 +84,7 @@ CONV_TEST = {"stride": (2, 1), "padding": (1, 0), "dilation": (1, 2)}
 
 register(Op(
     name="conv2d", arity=2, shape=_conv2d_shape, dtype=same_dtype_as_first, kernels=(K.conv2d,),
+    local_derivative=("conv_transpose(ḡ, W)", "conv(x, ḡ)"),
     # `state` keeps the kernels' padded planes and columns between calls (and lends the weight
     # gradient the columns its forward built)
     emit=lambda args, a: f"conv2d({args[0]}, {args[1]}, {_geometry_args(a)}, workspace=state)",
@@ -94,6 +95,7 @@ register(Op(
 ))
 register(Op(
     name="conv2d_grad_input", arity=2, shape=_grad_input_shape, dtype=same_dtype_as_first,
+    local_derivative=("conv(ḡ, W)", "conv(a, ḡ)"),
     kernels=(K.conv2d_grad_input,),
     emit=lambda args, a: (f"conv2d_grad_input({args[0]}, {args[1]}, {tuple(a['input_hw'])}, {_geometry_args(a)}, "
                           "workspace=state)"),
@@ -104,6 +106,7 @@ register(Op(
 ))
 register(Op(
     name="conv2d_grad_weight", arity=2, shape=_grad_weight_shape, dtype=same_dtype_as_first, fresh=True,
+    local_derivative=("conv(b, ḡ)", "conv_transpose(a, ḡ)"),
     kernels=(K.conv2d_grad_weight,),
     emit=lambda args, a: (f"conv2d_grad_weight({args[0]}, {args[1]}, {tuple(a['kernel_hw'])}, {_geometry_args(a)}, "
                           "workspace=state)"),
@@ -139,6 +142,7 @@ def _transpose_attrs(a):
 
 register(Op(
     name="conv_transpose2d", arity=2, shape=_conv_transpose_shape, dtype=same_dtype_as_first,
+    local_derivative=("conv(ḡ, W)", "conv(ḡ, x)"),
     kernels=(K.conv_transpose2d,),
     emit=lambda args, a: (f"conv_transpose2d({args[0]}, {args[1]}, {pair(a['stride'])}, {pair(a['padding'])}, "
                           f"{pair(a['output_padding'])}, {pair(a['dilation'])}, workspace=state)"),
@@ -196,6 +200,7 @@ POOL_TEST = {"kernel": (2, 3), "stride": (2, 2), "padding": (1, 1)}
 
 register(Op(
     name="maxpool2d", arity=1, shape=_pool_shape, dtype=same_dtype_as_first, kernels=(K.maxpool2d,),
+    local_derivative=("ḡ to each window's arg-max",),
     emit=lambda args, a: f"maxpool2d({args[0]}, {_pool_args(a)})",
     # the forward output `out` rides along so the backward does not recompute the maxima
     vjps=(lambda g, args, out, a: g.graph.apply("maxpool2d_grad", [g, args[0], out], _pool_attrs(a)),),
@@ -204,6 +209,7 @@ register(Op(
 ))
 register(Op(
     name="maxpool2d_grad", arity=3, shape=_maxpool_grad_shape, dtype=same_dtype_as_first,
+    local_derivative=("ḡ read at each window's arg-max", None, None),
     kernels=(K.maxpool2d_grad,),
     emit=lambda args, a: f"maxpool2d_grad({args[0]}, {args[1]}, {_pool_args(a)}, {args[2]})",
     vjps=(lambda g, args, out, a: g.graph.apply("maxpool2d_gather", [g, args[1], args[2]], _pool_attrs(a)),
@@ -215,6 +221,7 @@ register(Op(
 ))
 register(Op(
     name="maxpool2d_gather", arity=3, shape=_gather_shape, dtype=same_dtype_as_first,
+    local_derivative=("ḡ to each window's arg-max", None, None),
     kernels=(K.maxpool2d_gather_at,),
     emit=lambda args, a: f"maxpool2d_gather_at({args[0]}, {args[1]}, {args[2]}, {_pool_args(a)})",
     vjps=(lambda g, args, out, a: g.graph.apply("maxpool2d_grad", [g, args[1], args[2]], _pool_attrs(a)),
@@ -225,6 +232,7 @@ register(Op(
 ))
 register(Op(
     name="avgpool2d", arity=1, shape=_pool_shape, dtype=same_dtype_as_first, kernels=(K.avgpool2d,),
+    local_derivative=("ḡ/k² spread over each window",),
     emit=lambda args, a: f"avgpool2d({args[0]}, {_pool_args(a)})",
     vjps=(lambda g, args, out, a: g.graph.apply("avgpool2d_grad", [g], {**_pool_attrs(a),
                                                                         "input_hw": tuple(args[0].shape[2:])}),),
@@ -241,6 +249,7 @@ def _avgpool_grad_shape(shapes, attrs):
 
 register(Op(
     name="avgpool2d_grad", arity=1, shape=_avgpool_grad_shape, dtype=same_dtype_as_first,
+    local_derivative=("avgpool(ḡ)",),
     kernels=(K.avgpool2d_grad,),
     emit=lambda args, a: f"avgpool2d_grad({args[0]}, {tuple(a['input_hw'])}, {_pool_args(a)})",
     vjps=(lambda g, args, out, a: g.graph.apply("avgpool2d", [g], _pool_attrs(a)),),
@@ -274,6 +283,7 @@ def _scale(a):
 
 register(Op(
     name="upsample_nearest2d", arity=1, shape=_upsample_shape, dtype=same_dtype_as_first,
+    local_derivative=("Σ ḡ over each s×s block",),
     kernels=(K.upsample_nearest2d,), emit=lambda args, a: f"upsample_nearest2d({args[0]}, {pair(a['scale'])})",
     vjps=(lambda g, args, out, a: g.graph.apply("upsample_nearest2d_grad", [g], _scale(a)),),
     test_shapes=((2, 2, 3, 4),), test_attrs={"scale": (2, 3)},
@@ -281,6 +291,7 @@ register(Op(
 ))
 register(Op(
     name="upsample_nearest2d_grad", arity=1, shape=_downsample_shape, dtype=same_dtype_as_first,
+    local_derivative=("ḡ repeated over each s×s block",),
     kernels=(K.upsample_nearest2d_grad,),
     emit=lambda args, a: f"upsample_nearest2d_grad({args[0]}, {pair(a['scale'])})",
     vjps=(lambda g, args, out, a: g.graph.apply("upsample_nearest2d", [g], _scale(a)),),
@@ -289,6 +300,7 @@ register(Op(
 ))
 register(Op(
     name="upsample_bilinear2d", arity=1, shape=_upsample_shape, dtype=same_dtype_as_first,
+    local_derivative=("bilinear weightsᵀ·ḡ",),
     kernels=(K.upsample_bilinear2d,), emit=lambda args, a: f"upsample_bilinear2d({args[0]}, {pair(a['scale'])})",
     vjps=(lambda g, args, out, a: g.graph.apply("upsample_bilinear2d_grad", [g],
                                                 {**_scale(a), "input_hw": tuple(args[0].shape[2:])}),),
@@ -297,6 +309,7 @@ register(Op(
 ))
 register(Op(
     name="upsample_bilinear2d_grad", arity=1, shape=_downsample_shape, dtype=same_dtype_as_first,
+    local_derivative=("bilinear up-sampling of ḡ",),
     kernels=(K.upsample_bilinear2d_grad,),
     emit=lambda args, a: f"upsample_bilinear2d_grad({args[0]}, {tuple(a['input_hw'])}, {pair(a['scale'])})",
     vjps=(lambda g, args, out, a: g.graph.apply("upsample_bilinear2d", [g], _scale(a)),),

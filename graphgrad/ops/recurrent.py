@@ -196,6 +196,7 @@ def _scan_vjp(index):
 
 register(Op(
     name="recurrent_scan", shape=_scan_shape, emit=_emit_scan, emit_into=_emit_scan, fresh=True, vjps=_scan_vjp,
+    local_derivative=("δ_t·W_ih at every step t", "Σ_t δ_tᵀ·x_t", "Σ_t δ_tᵀ·h_t−1", "Σ_t δ_t", "Σ_t δ_t", "δ_0·W_hh"),
     kernels=(kernels.rnn_scan, kernels.lstm_scan, kernels.gru_scan, helpers.work_array),
     doc="an RNN, LSTM or GRU over a whole sequence as one loop; the result is the tape (T, N, S·H) "
         "of states and gate activations that the backward loop reuses",
@@ -236,6 +237,7 @@ def _no_second_derivative(g, args, out, attrs):
 
 register(Op(
     name="recurrent_scan_grad", shape=_scan_grad_shape, emit=_emit_scan_grad, emit_into=_emit_scan_grad, fresh=True,
+    local_derivative=("not differentiable twice",),
     vjps=lambda index: _no_second_derivative,
     kernels=(kernels.rnn_scan_grad, kernels.lstm_scan_grad, kernels.gru_scan_grad, helpers.work_array),
     doc="the reverse loop of recurrent_scan: per step the gradients of the pre-activations and of the "
@@ -293,6 +295,7 @@ def _scatter(value, like, columns):
 
 register(Op(
     name="recurrent_weight_grad", shape=_weight_grad_shape, emit=_emit_weight_grad, emit_into=_emit_weight_grad,
+    local_derivative=("[h_t−1, 1, x_t, 1]·ḡᵀ per step", "δ_t+1·ḡ_W_hhᵀ per step", "δ_t·ḡ_W_ihᵀ per step", "δ_0·ḡ_W_hhᵀ"),
     fresh=True, vjps=_weight_grad_vjp,
     kernels=(kernels.scan_weight_grad, helpers.work_array),
     doc="the weight gradients [W_hh | b_hh | W_ih | b_ih] of a scan from its steps, tape, x (and h0): "

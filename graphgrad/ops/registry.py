@@ -32,6 +32,9 @@ class Op:
       built as graph nodes from the output cotangent ``g``; ``None`` marks an
       argument with no derivative (labels, masks, shape references).
     - ``formula(symbols, attrs) -> sympy.Expr`` for elementwise ops.
+    - ``local_derivative``: per argument, the vjp in closed form as a textbook prints it, applied
+      to the output's cotangent ḡ, the arguments being a, b, ... (``None``: no derivative; the
+      last entry serves any further arguments).  Elementwise ops derive theirs from ``formula``.
     - ``domain``: per argument, where tests sample it ("real", "positive", "nonzero", "distinct", "labels");
       ``test_attrs`` and ``test_shapes`` complete the test case of the op.
     - ``stateful``: the op has an effect or randomness; never merged or folded.
@@ -49,6 +52,7 @@ class Op:
     shape: Callable
     emit: Callable
     vjps: tuple = ()
+    local_derivative: tuple = ()
     dtype: Callable = _float_dtype
     formula: Optional[Callable] = None
     arity: Optional[int] = None

@@ -40,6 +40,7 @@ _compare("equal", "==")
 
 register(Op(
     name="cast", arity=1, shape=lambda s, a: s[0], dtype=lambda d, a: a["to"],
+    local_derivative=("ḡ",),
     emit=lambda args, a: f"{args[0]}.astype(np.{a['to']})",
     vjps=(lambda g, args, out, a: g if args[0].dtype.startswith("float") else None,),
     doc="change the dtype", test_attrs={"to": "float64"},
@@ -64,6 +65,7 @@ def _matmul_shape(shapes, attrs):
 
 register(Op(
     name="matmul", arity=2, shape=_matmul_shape, emit=lambda args, a: f"{args[0]} @ {args[1]}", fresh=True,
+    local_derivative=("ḡ·bᵀ", "aᵀ·ḡ"),
     emit_into=lambda args, a, out: f"np.matmul({args[0]}, {args[1]}, out={out})",
     vjps=(lambda g, args, out, a: unbroadcast(g @ _swap_last(args[1]), args[0].shape),
           lambda g, args, out, a: unbroadcast(_swap_last(args[0]) @ g, args[1].shape)),
@@ -81,6 +83,7 @@ def _transpose_shape(shapes, attrs):
 
 register(Op(
     name="transpose", arity=1, shape=_transpose_shape, dtype=same_dtype_as_first,
+    local_derivative=("ḡᵀ (axes put back)",),
     emit=lambda args, a: f"{args[0]}.transpose({tuple(a['axes'])})",
     vjps=(lambda g, args, out, a: g.transpose(*np.argsort(a["axes"]).tolist()),),
     doc="permute axes", test_attrs={"axes": (1, 0)},
@@ -107,6 +110,7 @@ def _reshape_shape(shapes, attrs):
 
 register(Op(
     name="reshape", arity=1, shape=_reshape_shape, dtype=same_dtype_as_first, view=True,
+    local_derivative=("ḡ reshaped back",),
     emit=lambda args, a: f"{args[0]}.reshape({tuple(-1 if d is None else d for d in a['shape'])})",
     vjps=(lambda g, args, out, a: g.reshape(args[0].shape),),
     doc="reshape; None (the batch) becomes -1", test_attrs={"shape": (2, 6)},
@@ -120,6 +124,7 @@ def _broadcast_like_shape(shapes, attrs):
 
 register(Op(
     name="broadcast_like", arity=2, shape=_broadcast_like_shape, dtype=same_dtype_as_first,
+    local_derivative=("Σ ḡ over the broadcast axes", None),
     emit=lambda args, a: f"np.broadcast_to({args[0]}, {args[1]}.shape)",
     vjps=(lambda g, args, out, a: unbroadcast(g, args[0].shape), None),
     doc="broadcast a to the shape of b (b gives only its shape)", test_shapes=((1, 4), (3, 4)),
@@ -181,12 +186,14 @@ def _max_vjp(g, args, out, attrs):
 
 register(Op(
     name="sum", arity=1, shape=_reduce_shape, dtype=same_dtype_as_first, emit=_emit_fast_reduce("sum"), fresh=True,
+    local_derivative=("ḡ broadcast back",),
     kernels=(helpers.reduce_sum,),
     vjps=(lambda g, args, out, a: g.graph.apply("broadcast_like", [_kept(g, args[0], a), args[0]]),),
     doc="sum over axes", test_attrs={"axis": (1,)},
 ))
 register(Op(
     name="mean", arity=1, shape=_reduce_shape, dtype=same_dtype_as_first, emit=_emit_fast_reduce("mean"), fresh=True,
+    local_derivative=("ḡ/n broadcast back",),
     kernels=(helpers.reduce_mean,),
     vjps=(lambda g, args, out, a: g.graph.apply("mean_grad", [_kept(g, args[0], a), args[0]]),),
     doc="mean over axes", test_attrs={"axis": (0,)},
@@ -208,6 +215,7 @@ def _inner_vjp(index):
 
 register(Op(
     name="inner", arity=2, shape=_inner_shape, dtype=same_dtype_as_first, vjps=_inner_vjp, fresh=True,
+    local_derivative=("ḡ·b (÷ n when mean)", "ḡ·a (÷ n when mean)"),
     emit=lambda args, a: f"np.vdot({args[0]}, {args[1]})" + (f" / {args[0]}.size" if a["mean"] else ""),
     test_attrs={"mean": True},
     doc="Σ a·b over all elements (÷ their count when mean): one BLAS dot, no product array",
@@ -222,12 +230,14 @@ def _mean_grad_vjp(g, args, out, attrs):
 
 register(Op(
     name="mean_grad", arity=2, shape=_broadcast_like_shape, dtype=same_dtype_as_first,
+    local_derivative=("Σ ḡ / n", None),
     emit=lambda args, a: f"np.broadcast_to({args[0]} / ({args[1]}.size // {args[0]}.size), {args[1]}.shape)",
     vjps=(_mean_grad_vjp, None), test_shapes=((3, 1), (3, 4)),
     doc="the vjp of mean: a spread evenly over b's shape (b gives only its shape)",
 ))
 register(Op(
     name="max", arity=1, shape=_reduce_shape, dtype=same_dtype_as_first, emit=_emit_reduce("max"),
+    local_derivative=("ḡ·[a = max a]",),
     vjps=(_max_vjp,), domain=("distinct",), doc="max over axes; ties share the gradient", test_attrs={"axis": (1,)},
 ))
 
@@ -269,12 +279,14 @@ def _emit_index(index):
 
 register(Op(
     name="getitem", arity=1, shape=_getitem_shape, dtype=same_dtype_as_first,
+    local_derivative=("ḡ scattered into zeros",),
     emit=lambda args, a: f"{args[0]}[{_index_source(a['index'])}]",
     vjps=(lambda g, args, out, a: g.graph.apply("scatter", [g, args[0]], {"index": a["index"]}),),
     doc="basic indexing by slices and integers", test_attrs={"index": (("slice", 1, None, None), 2)},
 ))
 register(Op(
     name="scatter", arity=2, shape=lambda s, a: s[1], dtype=same_dtype_as_first, kernels=(helpers.scatter_into_zeros,),
+    local_derivative=("ḡ[index]", None),
     # the cotangent may be a Python float (the seed of a scalar output): give it the step's float dtype
     emit=lambda args, a: f"scatter_into_zeros(np.asarray({args[0]}, F), {args[1]}, {_emit_index(a['index'])})",
     vjps=(lambda g, args, out, a: g[tuple(_as_index(a["index"]))], None),
@@ -308,6 +320,7 @@ def _concat_vjp(index):
 
 register(Op(
     name="concat", shape=_concat_shape, dtype=same_dtype_as_first,
+    local_derivative=("ḡ sliced at its part",),
     emit=lambda args, a: f"np.concatenate([{', '.join(args)}], axis={a['axis']})",
     vjps=_concat_vjp, doc="join along an existing axis", test_shapes=((3, 4), (3, 2)), test_attrs={"axis": 1},
 ))
@@ -322,6 +335,7 @@ def _stack_shape(shapes, attrs):
 
 register(Op(
     name="stack", shape=_stack_shape, dtype=same_dtype_as_first,
+    local_derivative=("ḡ sliced at its index",),
     emit=lambda args, a: f"np.stack([{', '.join(args)}], axis={a['axis']})",
     vjps=lambda index: lambda g, args, out, a: g[(slice(None),) * a["axis"] + (index,)],
     doc="join along a new axis", test_shapes=((3, 4), (3, 4)), test_attrs={"axis": 1},
@@ -345,11 +359,13 @@ def _axis_shape(shapes, attrs):
 
 register(Op(
     name="softmax", arity=1, shape=_axis_shape, dtype=same_dtype_as_first, kernels=(helpers.softmax_lastdims,),
+    local_derivative=("y·(ḡ − Σ ḡ·y)",),
     emit=lambda args, a: f"softmax_lastdims({args[0]}, {a['axis']})", vjps=(_softmax_vjp,),
     doc="exp(x) / Σ exp(x) along an axis, max-shifted", test_attrs={"axis": 1},
 ))
 register(Op(
     name="log_softmax", arity=1, shape=_axis_shape, dtype=same_dtype_as_first,
+    local_derivative=("ḡ − softmax(a)·Σ ḡ",),
     kernels=(helpers.log_softmax_lastdims,), emit=lambda args, a: f"log_softmax_lastdims({args[0]}, {a['axis']})",
     vjps=(_log_softmax_vjp,), doc="x − log Σ exp(x) along an axis (log-sum-exp)", test_attrs={"axis": 1},
 ))
@@ -387,6 +403,7 @@ def _xent_targets_vjp(g, args, out, a):
 
 register(Op(
     name="softmax_cross_entropy", arity=2, shape=_xent_shape, dtype=same_dtype_as_first,
+    local_derivative=("ḡ·(softmax(z) − onehot(y))/N", "−ḡ·log_softmax(z)/N"),
     kernels=(helpers.softmax_xent,), emit=lambda args, a: f"softmax_xent({args[0]}, {args[1]})",
     vjps=(_xent_logits_vjp, _xent_targets_vjp),
     doc="mean over the rows of −Σ targets · log_softmax(logits) along the last axis (log-sum-exp); "
@@ -435,6 +452,7 @@ def _emit_unresolved(args, attrs):
 
 register(Op(
     name="train_eval", arity=2, shape=_train_eval_shape, dtype=same_dtype_as_first, emit=_emit_unresolved,
+    local_derivative=("ḡ in training, 0 in eval", "0 in training, ḡ in eval"),
     vjps=(lambda g, args, out, a: g.graph.apply("train_eval", [g, g.graph.apply("zeros_like", [g])]),
           lambda g, args, out, a: g.graph.apply("train_eval", [g.graph.apply("zeros_like", [g]), g])),
     doc="the first value when compiled with training=True, the second otherwise (dropout, batch norm)",
