@@ -20,7 +20,7 @@ PROVENANCE = {
     "drawing": "Drawn by gg.render while these docs were built.",
     "numbers": "Numbers computed by graphgrad while these docs were built.",
     "text": "Printed by graphgrad while these docs were built.",
-    "formula": "Formula printed by SymPy (from graphgrad's op registry) while these docs were built.",
+    "formula": "Formula printed by SymPy while these docs were built.",
 }
 
 

@@ -147,6 +147,22 @@ def dying_relu():
                    "keep learning.")
 
 
+@shows
+def negative_slopes():
+    """A5: the gradient each activation passes back for negative inputs."""
+    xs = np.array([-3.0, -1.0, -0.1])
+    rows = [[name, *values_and_slopes(fn, xs)[1]] for name, fn in (
+        ("relu", gg.relu), ("leaky_relu (α = 0.01)", gg.leaky_relu), ("elu", gg.elu))]
+    g = gg.Graph("prelu")
+    x = g.input("x", (None, 1), dtype="float64")
+    prelu, maxout = gg.nn.PReLU(name="prelu"), gg.nn.Maxout(1, pieces=2, name="maxout")
+    for name, y in (("PReLU (α learned, starts at 0.25)", prelu(x)), ("Maxout (2 pieces, random init)", maxout(x))):
+        (dx,) = gg.compile(gg.grad(y.sum(), [x]))(g.init_params(seed=0), x=xs[:, None])
+        rows.append([name, *dx[:, 0]])
+    return numbers(["f′(x) at", *xs], rows, "Computed by gg.grad: ReLU passes nothing back for a negative input; "
+                   "the others pass a nonzero gradient, so a unit pushed below zero can still learn its way back.")
+
+
 # -- optimizers on an ill-conditioned quadratic ------------------------------------------------
 CONDITION = 20.0
 OPTIMIZERS = {

@@ -43,6 +43,7 @@ def svg(tex: str, size: float = 13.0) -> tuple[bytes, float]:
     from matplotlib.font_manager import FontProperties
 
     rcParams["svg.hashsalt"] = "graphgrad"  # stable ids, so equal formulas give equal files
+    rcParams["mathtext.fontset"] = "cm"  # Computer Modern, as in a textbook; ships with matplotlib
     buffer = io.BytesIO()
     depth = mathtext.math_to_image(f"${tex}$", buffer, prop=FontProperties(size=size), dpi=72, format="svg")
     return buffer.getvalue(), float(depth)
