@@ -37,7 +37,7 @@ def deep_mlp(activation, width=32):
 @shows
 def cost_of_gradients():
     """B1: one backward pass against central finite differences, on the same MLP and batch."""
-    g, loss, _ = gg.models.mlp(features=64, hidden=32)
+    g, loss, _ = gg.models.mlp(features=64, hidden=16)
     (X, y), _ = digits()
     feeds = {"x": X[:64].astype(np.float64), "y": y[:64]}
     params = {k: v.astype(np.float64) for k, v in g.init_params(seed=0).items()}
@@ -65,7 +65,7 @@ def cost_of_gradients():
         ["method", "forward evaluations", "backward passes", "time (s)", "max |difference|"],
         [["backpropagation (gg.compile(loss, wrt=...))", 1, 1, backprop_time, "(reference)"],
          ["central finite differences", count, 0, fd_time, worst]],
-        f"All {n:,} gradients of the digits MLP (64–32–10) on a batch of 64, float64. Finite differences "
+        f"All {n:,} gradients of a digits MLP (64–16–10) on a batch of 64, float64. Finite differences "
         f"need 2 forward passes per parameter ({count:,}); backpropagation needs one forward and one backward "
         f"pass, {fd_time / backprop_time:,.0f}× faster here, and agrees to {worst:.1e}.")
 
