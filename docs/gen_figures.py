@@ -42,7 +42,7 @@ class Page:
         name = mathsvg.file_name(tex, display)
         data, depth = mathsvg.svg(tex, size=15.0 if display else 12.5)
         (self.site / "figures" / "math" / name).write_bytes(data)
-        img = (f'<img class="math" src="{self.up}figures/math/{name}" alt="{html.escape(tex)}" '
+        img = (f'<img class="math" src="{self.up}figures/math/{name}" alt="{html.escape(mathsvg.plain(tex))}" '
                f'style="vertical-align: -{depth:.1f}pt">')
         return f'<p class="math-display">{img}</p>' if display else img
 

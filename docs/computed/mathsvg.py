@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 
 import sympy
 from sympy.printing.latex import LatexPrinter
@@ -51,3 +52,17 @@ def svg(tex: str, size: float = 13.0) -> tuple[bytes, float]:
 
 def file_name(tex: str, display: bool) -> str:
     return hashlib.sha1(f"{display}{tex}".encode()).hexdigest()[:16] + ".svg"
+
+
+SYMBOLS = {"partial": "∂", "sigma": "σ", "epsilon": "ε", "lambda": "λ", "alpha": "α", "mu": "μ", "rho": "ρ",
+           "sum": "Σ", "prod": "∏", "leq": "≤", "geq": "≥", "odot": "⊙", "cdot": "·", "ldots": "…", "quad": " ",
+           "leftarrow": "←", "Rightarrow": "⇒", "times": "×", "prime": "′", "pi": "π", "infty": "∞", "max": "max"}
+
+
+def plain(tex: str) -> str:
+    """A readable text version of a formula, for the image's alt text (screen readers, copy and paste)."""
+    text = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"(\1)/(\2)", tex)
+    text = re.sub(r"\\([A-Za-z]+)", lambda m: SYMBOLS.get(m.group(1), "" if m.group(1) in (
+        "left", "right", "mathrm", "operatorname", "text", "frac", "sqrt") else m.group(1)), text)
+    text = re.sub(r"[{}\\]", "", text.replace("\\,", " ").replace("\\ ", " "))
+    return re.sub(r"\s+", " ", text).strip()
