@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+import graphgrad as gg
+
 pytest.importorskip("mkdocs")
 pytest.importorskip("mkdocstrings")
 pytest.importorskip("matplotlib")
@@ -115,3 +117,5 @@ def test_api_reference_shows_signatures_and_docstrings(site):
                  "render", "explain", "summary", "Dense", "LSTM", "Adam", "softmax_cross_entropy", "grad"):
         assert re.search(rf'id="graphgrad\.[\w.]*\b{name}"', api), name
     assert "usage: graphgrad" in api and "graphgrad render" in api  # the CLI's help, printed at build time
+    documented = lambda name: f"gg.{name}(" in api or re.search(rf'id="graphgrad\.[\w.]*\b{name}"', api)  # noqa: E731
+    assert [name for name in gg.__all__ if not documented(name)] == []

@@ -100,8 +100,17 @@ def output_size():
                           "the array the compiled code returned.")]
 
 
+def pixel_grid(ax, n):
+    """Thin lines between the pixels of an n×n image, no ticks."""
+    ax.set_xticks(np.arange(-0.5, n), minor=True), ax.set_yticks(np.arange(-0.5, n), minor=True)
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.grid(which="minor", color="lightgrey", lw=0.5)
+    ax.grid(which="major", visible=False)
+    ax.tick_params(which="minor", length=0)
+
+
 def receptive_field(layers, size=11):
-    """Which input pixels the centre output depends on: the nonzero pattern of its gradient."""
+    """Which input pixels the centre output depends on, and how strongly: |∂ centre / ∂ input|."""
     g = gg.Graph("field")
     x = g.input("x", (None, 1, size, size))
     h = x
@@ -111,7 +120,7 @@ def receptive_field(layers, size=11):
     (dx,) = gg.compile(gg.grad(centre, [x]), dtype="float64")(
         {k: np.abs(v) + 0.1 for k, v in g.init_params(seed=0).items()},  # positive: no cancelling weights
         x=np.random.default_rng(0).random((1, 1, size, size)))
-    return np.abs(dx[0, 0]) > 0, count(g.params)
+    return np.abs(dx[0, 0]), count(g.params)
 
 
 @shows
@@ -122,11 +131,10 @@ def small_filters():
     one, _ = receptive_field([gg.nn.Conv2D(1, 5, padding=2, activation="relu", name="c")])
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(6, 3))
-    for ax, (title, mask) in zip(axes, (("two 3×3 convs", two), ("one 5×5 conv", one))):
-        ax.imshow(mask, cmap="Greys", vmin=0, vmax=1.5)
-        ax.set_title(f"{title}: {int(mask.sum())} pixels", fontsize=10)
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.grid(False)
+    for ax, (title, weight) in zip(axes, (("two 3×3 convs", two), ("one 5×5 conv", one))):
+        ax.imshow(weight / weight.max(), cmap="Greys", vmin=0, vmax=1)
+        ax.set_title(f"{title}: {int((weight > 0).sum())} pixels", fontsize=10)
+        pixel_grid(ax, weight.shape[0])
     fig.tight_layout()
     C = 64
     rows = []
@@ -138,8 +146,9 @@ def small_filters():
         for layer in layers:
             h = layer(h)
         rows.append([label, count(g.params), len(layers)])
-    return [plot(fig, "The input pixels the centre output depends on (where its gradient, from gg.grad, is "
-                      "nonzero): both see a 5×5 window."),
+    return [plot(fig, "The input pixels the centre output depends on: |∂ output / ∂ input| from gg.grad, "
+                      "positive weights. Both see a 5×5 window; the stack weighs its centre more, since more "
+                      "paths lead there."),
             numbers(["64 → 64 channels", "weights", "ReLUs (nonlinearities)"], rows,
                     "Same receptive field, 2·9 = 18 weights per channel pair instead of 25, and one more "
                     "nonlinearity.")]

@@ -1,5 +1,7 @@
-"""What the reference pages print: the command line's help, the registered ops, a compiled module."""
+"""What the reference pages print: the command line's help, the registered ops and functions, drawings."""
 from __future__ import annotations
+
+import inspect
 
 import graphgrad as gg
 from graphgrad import cli
@@ -57,3 +59,19 @@ def momentum_step():
     loss = gg.sigmoid(x @ g.param("w", (2, 1))).sum()
     return drawing(gg.render(gg.compile(loss, optimizer=gg.optim.Momentum(lr=0.1, momentum=0.9))),
                    "gg.render of gg.compile(loss, optimizer=gg.optim.Momentum(lr=0.1, momentum=0.9)).")
+
+
+@shows
+def op_functions():
+    """The one-op gg.* functions (made from the op registry, so not in the source as ``def``s)."""
+    rows = []
+    for name in sorted(gg.__all__):
+        fn = getattr(gg, name)
+        if isinstance(getattr(fn, "op", None), str) and not isinstance(fn, type):
+            try:
+                local = str(gg.derivative(fn))
+            except gg.GraphError:  # a structural op: its derivative is a vector-Jacobian rule
+                local = "(a vjp rule)"
+            rows.append([f"gg.{name}{inspect.signature(fn)}".replace("'", ""), fn.__doc__, local])
+    return numbers(["function", "docstring", "local derivative (gg.derivative)"], rows,
+                   "Each adds one node of the op of the same name to x's graph.")

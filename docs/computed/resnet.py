@@ -7,7 +7,12 @@ import sympy
 import graphgrad as gg
 
 from . import formula, numbers, once, plot, pyplot, shows
-from .cnn import receptive_field
+from .cnn import receptive_field as field_weights
+
+
+def receptive_field(layers, size=11):
+    weights, params = field_weights(layers, size)
+    return weights > 0, params
 
 
 @shows

@@ -5,7 +5,8 @@ import numpy as np
 
 import graphgrad as gg
 
-from . import drawing, numbers, plot, pyplot, shows, text
+from . import drawing, numbers, plot, pyplot, shows
+from .cnn import pixel_grid
 
 
 def unet_model():
@@ -63,8 +64,7 @@ def interpolation():
                                         ("bilinear ×2", upsample(image, "bilinear")))):
         ax.imshow(data, cmap="magma", vmin=0, vmax=1)
         ax.set_title(title, fontsize=10)
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.grid(False)
+        pixel_grid(ax, data.shape[0])
     fig.tight_layout()
     return plot(fig, "gg.nn.Upsample2D(2, mode=…): nearest repeats each pixel in a 2×2 block; bilinear "
                      "interpolates between neighbours (PyTorch's align_corners=False). Neither has a parameter.")
@@ -135,7 +135,8 @@ def fractionally_strided():
     panels = (("input 3×3", small), ("zeros inserted, padded 2", np.pad(dilated, ((0, 0), (0, 0), (2, 2), (2, 2)))),
               ("conv, flipped kernel → 7×7", same), ("ConvTranspose2D(stride 2) → 7×7", out))
     for ax, (title, data) in zip(axes, panels):
-        ax.imshow(data[0, 0], cmap="coolwarm", vmin=-2, vmax=2)
+        scale = np.abs(data).max()
+        ax.imshow(data[0, 0], cmap="coolwarm", vmin=-scale, vmax=scale)
         ax.set_title(title, fontsize=9)
         ax.set_xticks([]), ax.set_yticks([])
         ax.grid(False)
