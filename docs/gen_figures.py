@@ -70,7 +70,7 @@ class Page:
             body = f"<pre><code>{html.escape(item.value)}</code></pre>"
         else:
             body = self.math(mathsvg.latex(item.value), display=True)
-        caption = self.inline(item.caption)
+        caption = re.sub(r"`([^`]+)`", r"<code>\1</code>", self.inline(html.escape(item.caption, quote=False)))
         return (f'<figure class="computed" data-kind="{item.kind}" data-name="{key}">{body}<figcaption>'
                 f'{caption} <span class="provenance">{PROVENANCE[item.kind]}</span></figcaption></figure>')
 
@@ -87,9 +87,8 @@ def on_config(config):
 
 def on_files(files, config):
     """The examples and the notebook go into the site beside the pages that link them."""
-    for path in sorted([*EXAMPLES.glob("*.py"), EXAMPLES / "tour.ipynb"]):
-        if not path.name.startswith("_"):
-            files.append(File.generated(config, f"examples/{path.name}", abs_src_path=str(path)))
+    for path in sorted([*EXAMPLES.glob("*.py"), EXAMPLES / "tour.ipynb"]):  # _cli.py too: the examples import it
+        files.append(File.generated(config, f"examples/{path.name}", abs_src_path=str(path)))
     return files
 
 
