@@ -1,4 +1,4 @@
-"""Benchmarks for graphgrad: workloads W1..W5 (see shared WORKLOADS.md).
+"""Benchmarks for graphgrad: workloads W1..W5 (defined in docs/benchmarks.md).
 
 - ``benchmarks.reference`` -- hand-written NumPy training steps (the reference
   every other implementation is checked against) and ``make_workload``.

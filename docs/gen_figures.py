@@ -1,111 +1,107 @@
-"""MkDocs hook: every figure and formula in the docs is produced by graphgrad itself at build time.
+"""MkDocs hook: everything a page shows is computed by graphgrad while the docs build.
 
-A page writes ``<!-- figure: NAME -->`` or ``<!-- math: NAME -->``; this hook
-draws the figure (SVG, or the DOT source without the dot binary) or prints the
-text of the entry NAME below.
+- ``<!-- show: NAME -->`` puts the result of the function NAME from ``docs/computed``
+  on the page (a plot, a drawing, a table of numbers, printed text or a formula),
+  captioned with where it came from.
+- ``$...$`` and ``$$...$$`` are drawn as SVG by matplotlib's mathtext: no math
+  script or web font is loaded, so pages work offline and from ``file://``.
+- The examples and the notebook are copied into the site, so each page links
+  the code that computes what it shows.
+
+Nothing is cached between builds: a failing computation fails the build.
 """
 from __future__ import annotations
 
+import html
 import pathlib
-import shutil
+import re
+import sys
 
-import graphgrad as gg
-from graphgrad import symbolic
+from mkdocs.structure.files import File
 
+DOCS = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS))
 
-def _deep(activation, depth=5):
-    g = gg.Graph(f"deep_{activation}")
-    h = g.input("x", (None, 4))
-    for i in range(depth):
-        h = gg.nn.Dense(4, activation=activation, name=f"l{i}")(h)
-    return g, h.sum()
+from computed import PROVENANCE, Shown, fmt, load_all, mathsvg, reset  # noqa: E402
 
-
-def _neuron():
-    g = gg.Graph("neuron")
-    x = g.input("x", (None, 3))
-    return gg.sigmoid(x @ g.param("w", (3, 1))).sum()
+EXAMPLES = DOCS.parent / "examples"
+CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.S)
+DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
+INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$")
 
 
-def _regularized():
-    g = gg.Graph("bn_dropout")
-    x = g.input("x", (None, 8))
-    h = gg.nn.Dense(8, name="fc1")(x)
-    h = gg.relu(gg.nn.BatchNorm(name="bn")(h))
-    h = gg.nn.Dropout(0.5, name="drop")(h)
-    return gg.mse(gg.nn.Dense(1, name="fc2")(h), g.input("y", (None, 1)))
+class Page:
+    """Writes one page's figures and formulas into the site and returns the HTML that shows them."""
+
+    def __init__(self, page, config):
+        self.site = pathlib.Path(config["site_dir"])
+        self.up = "../" * page.file.src_uri.count("/")
+        (self.site / "figures" / "math").mkdir(parents=True, exist_ok=True)
+
+    def math(self, tex, display=False):
+        name = mathsvg.file_name(tex, display)
+        data, depth = mathsvg.svg(tex, size=15.0 if display else 12.5)
+        (self.site / "figures" / "math" / name).write_bytes(data)
+        img = (f'<img class="math" src="{self.up}figures/math/{name}" alt="{html.escape(mathsvg.plain(tex))}" '
+               f'style="vertical-align: -{depth:.1f}pt">')
+        return f'<p class="math-display">{img}</p>' if display else img
+
+    def figure(self, name, value):
+        path = self.site / "figures" / f"{name}.svg"
+        if hasattr(value, "savefig"):  # a matplotlib figure
+            import matplotlib.pyplot as plt
+
+            value.savefig(path, format="svg", bbox_inches="tight")
+            plt.close(value)
+        else:  # a graphviz drawing
+            path.write_bytes(value.pipe(format="svg"))
+        return f'<img src="{self.up}figures/{name}.svg" alt="{name}">'
+
+    def shown(self, name, item: Shown, index):
+        key = f"{name}_{index}" if index else name
+        if item.kind in ("plot", "drawing"):
+            body = self.figure(key, item.value)
+        elif item.kind == "numbers":
+            header, rows = item.value
+            cells = lambda row, tag: "".join(f"<{tag}>{fmt(c)}</{tag}>" for c in row)  # noqa: E731
+            body = (f"<table><thead><tr>{cells(header, 'th')}</tr></thead><tbody>"
+                    + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows) + "</tbody></table>")
+        elif item.kind == "text":
+            body = f"<pre><code>{html.escape(item.value)}</code></pre>"
+        else:
+            body = self.math(mathsvg.latex(item.value), display=True)
+        caption = re.sub(r"`([^`]+)`", r"<code>\1</code>", self.inline(html.escape(item.caption, quote=False)))
+        return (f'<figure class="computed" data-kind="{item.kind}" data-name="{key}">{body}<figcaption>'
+                f'{caption} <span class="provenance">{PROVENANCE[item.kind]}</span></figcaption></figure>')
+
+    def inline(self, text):
+        text = DISPLAY_MATH.sub(lambda m: self.math(m.group(1).strip(), display=True), text)
+        return INLINE_MATH.sub(lambda m: self.math(m.group(1)), text)
 
 
-def _recurrent(layer):
-    g = gg.Graph(layer.lower())
-    x = g.input("x", (None, 3, 2))
-    h = getattr(gg.nn, layer)(4, name=layer.lower())(x)
-    return (h * h).mean()
+def on_config(config):
+    reset()
+    load_all()
+    return config
 
 
-def _sgd_step():
-    g = gg.Graph("sgd")
-    x = g.input("x", (None, 2))
-    return gg.compile(gg.sigmoid(x @ g.param("w", (2, 1))).sum(), optimizer=gg.optim.Momentum(lr=0.1, momentum=0.9))
-
-
-FIGURES = {
-    "neuron_backward": lambda: gg.render(_neuron(), backward=True),
-    "deep_sigmoid_backward": lambda: gg.render(_deep("sigmoid", 3)[1], backward=True, collapse=True),
-    "mlp_forward": lambda: gg.render(gg.models.mlp()[1]),
-    "momentum_step": lambda: gg.render(_sgd_step()),
-    "bn_dropout": lambda: gg.render(_regularized(), collapse=True),
-    "cnn": lambda: gg.render(gg.models.cnn()[1], collapse=True),
-    "resnet": lambda: gg.render(gg.models.resnet()[1], collapse=True),
-    "unet": lambda: gg.render(gg.models.unet()[1], collapse=True, backward=False),
-    "rnn": lambda: gg.render(_recurrent("RNN"), collapse=True, backward=True),
-    "lstm": lambda: gg.render(_recurrent("LSTM"), collapse=True),
-}
-
-
-def _activation_table():
-    rows = ["| activation | derivative | bound |", "|---|---|---|"]
-    for name in ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "silu"):
-        rows.append(f"| {name} | `{symbolic.local_text(name, 1, {}, 0)}` | {symbolic.bound(name, 1, {}, 0)[0]} |")
-    return "\n".join(rows)
-
-
-MATH = {
-    "explain_deep_sigmoid": lambda: f"```\n{gg.explain(*reversed(_deep('sigmoid')))}\n```".replace(
-        "explain", "explain"),
-    "explain_neuron": lambda: f"```\n{gg.explain(_neuron(), 'w')}\n```",
-    "activations": _activation_table,
-    "summary_cnn": lambda: f"```\n{gg.summary(gg.models.cnn()[1])}\n```",
-    "summary_resnet": lambda: f"```\n{gg.summary(gg.models.resnet()[1])}\n```",
-    "summary_unet": lambda: f"```\n{gg.summary(gg.models.unet()[1])}\n```",
-    "summary_lstm": lambda: f"```\n{gg.summary(_recurrent('LSTM'))}\n```",
-    "conv_formula": lambda: f"$$H_\\text{{out}} = {symbolic.SHAPE_FORMULAS['conv2d'][2]}$$",
-    "conv_transpose_formula": lambda: f"$$H_\\text{{out}} = {symbolic.SHAPE_FORMULAS['conv_transpose2d'][2]}$$",
-}
-
-
-def _explain_deep():
-    g, loss = _deep("sigmoid")
-    return f"```\n{gg.explain(loss, g['l0.W'])}\n```"
-
-
-MATH["explain_deep_sigmoid"] = _explain_deep
+def on_files(files, config):
+    """The examples and the notebook go into the site beside the pages that link them."""
+    for path in sorted([*EXAMPLES.glob("*.py"), EXAMPLES / "tour.ipynb"]):  # _cli.py too: the examples import it
+        files.append(File.generated(config, f"examples/{path.name}", abs_src_path=str(path)))
+    return files
 
 
 def on_page_markdown(markdown, page, config, files):
-    import re
+    shows = load_all()
+    out = Page(page, config)
 
-    out = pathlib.Path(config["site_dir"]) / "figures"
-    out.mkdir(parents=True, exist_ok=True)
+    def show(match):
+        result = shows[match.group(1)]()
+        items = result if isinstance(result, list) else [result]
+        return "\n\n".join(out.shown(match.group(1), item, i) for i, item in enumerate(items)) + "\n"
 
-    def figure(match):
-        name = match.group(1)
-        dot = FIGURES[name]()
-        if shutil.which("dot"):
-            (out / f"{name}.svg").write_bytes(dot.pipe(format="svg"))
-            depth = page.file.src_uri.count("/")
-            return f'<img src="{"../" * depth}figures/{name}.svg" alt="{name}">'
-        return f"```dot\n{dot.source}\n```"
-
-    markdown = re.sub(r"<!-- figure: (\w+) -->", figure, markdown)
-    return re.sub(r"<!-- math: (\w+) -->", lambda m: MATH[m.group(1)](), markdown)
+    parts = CODE.split(markdown)
+    for i in range(0, len(parts), 2):  # even parts are outside code: there math and markers are live
+        parts[i] = re.sub(r"<!-- show: (\w+) -->", show, out.inline(parts[i]))
+    return "".join(parts)

@@ -1,8 +1,10 @@
 """Draw backpropagation through time: the RNN and LSTM forward graphs and their unrolled backward
 diagrams (one cluster per step, shared weights once, backward edges labelled and coloured by
-the gradient that flows along them), written as SVG into out/.
+the gradient that flows along them), written as SVG into the output folder.
 
-    python examples/bptt_diagrams.py
+    python examples/bptt_diagrams.py [--out FOLDER] [--quick]
+
+Files go into FOLDER (default: ./out of the current directory).
 """
 import pathlib
 
@@ -46,4 +48,6 @@ def main(out="out", quick=False):
 
 
 if __name__ == "__main__":
-    main()
+    from _cli import run
+
+    run(main, __doc__)

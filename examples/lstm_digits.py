@@ -1,7 +1,7 @@
 """An LSTM reads scikit-learn's 8×8 digits as sequences of 8 rows of 8 pixels (X = data / 16)
 and classifies them from its last hidden state.  Reaches ≥ 95 % test accuracy.
 
-    python examples/lstm_digits.py
+    python examples/lstm_digits.py [--quick]
 """
 import graphgrad as gg
 
@@ -21,4 +21,6 @@ def main(quick=False):
 
 
 if __name__ == "__main__":
-    main()
+    from _cli import run
+
+    run(main, __doc__)

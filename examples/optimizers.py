@@ -1,9 +1,11 @@
 """Six optimizers on one problem: an MLP on scikit-learn's digits, same initialization, same batches.
 
 Each optimizer is compiled into the training step (`gg.compile(loss, optimizer=...)`);
-the per-step loss of each is plotted into out/optimizers.png.
+the per-step loss of each is plotted into optimizers.png.
 
-    python examples/optimizers.py
+    python examples/optimizers.py [--out FOLDER] [--quick]
+
+Files go into FOLDER (default: ./out of the current directory).
 """
 import pathlib
 
@@ -12,7 +14,6 @@ import numpy as np
 import graphgrad as gg
 from graphgrad.train import batches
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "out"
 
 OPTIMIZERS = {
     "SGD": lambda: gg.optim.SGD(lr=0.1),
@@ -54,17 +55,20 @@ def plot(path, curves):
     plt.close(fig)
 
 
-def main(quick=False):
+def main(out="out", quick=False):
+    out = pathlib.Path(out)
     (X, y), _ = gg.demos.digits()  # the training split
     epochs = 1 if quick else 8
     curves = {name: train(make, X, y, epochs) for name, make in OPTIMIZERS.items()}
     for name, losses in curves.items():
         print(f"{name:>9}: loss {np.mean(losses[:10]):.3f} -> {np.mean(losses[-10:]):.4f} after {len(losses)} steps")
-    OUT.mkdir(exist_ok=True)
-    plot(OUT / "optimizers.png", curves)
-    print(f"wrote {OUT / 'optimizers.png'}")
+    out.mkdir(parents=True, exist_ok=True)
+    plot(out / "optimizers.png", curves)
+    print(f"wrote {out / 'optimizers.png'}")
     return {name: float(np.mean(losses[-10:])) for name, losses in curves.items()}
 
 
 if __name__ == "__main__":
-    main()
+    from _cli import run
+
+    run(main, __doc__)

@@ -1,9 +1,11 @@
 """A small ResNet of bottleneck blocks (1×1 reduce → 3×3 → 1×1 expand, BatchNorm, shortcuts) on digits,
 and a drawing of its graph.
 
-    python examples/resnet_block.py
+    python examples/resnet_block.py [--out FOLDER] [--quick]
 
-Prints the test accuracy and writes out/resnet.svg (or out/resnet.dot without Graphviz's `dot`).
+Files go into FOLDER (default: ./out of the current directory).
+
+Prints the test accuracy and writes resnet.svg (or resnet.dot without Graphviz's `dot`).
 """
 import pathlib
 import sys
@@ -13,7 +15,6 @@ import time
 import graphgrad as gg
 
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "out"
 
 
 def draw(loss, path):
@@ -28,7 +29,8 @@ def draw(loss, path):
         return path.with_suffix(".dot")
 
 
-def main(quick=False):
+def main(out="out", quick=False):
+    out = pathlib.Path(out)
     start = time.perf_counter()
     (X, y), (Xt, yt) = gg.demos.digits((1, 8, 8))
     if quick:
@@ -40,12 +42,14 @@ def main(quick=False):
     accuracy = lambda p: float((predict(p, x=Xt).argmax(1) == yt).mean())  # noqa: E731
     history = gg.fit(step, params, {"x": X, "y": y}, epochs=1 if quick else 12, batch_size=32, val=accuracy,
                      progress=False)
-    OUT.mkdir(exist_ok=True)
-    drawing = draw(loss, OUT / "resnet")
+    out.mkdir(parents=True, exist_ok=True)
+    drawing = draw(loss, out / "resnet")
     print(f"ResNet ({len(g.params)} trainable tensors, {len(g.state)} running statistics) on digits: "
           f"test accuracy {history['val'][-1]:.4f} ({time.perf_counter() - start:.0f} s); wrote {drawing}")
     return history["val"][-1]
 
 
 if __name__ == "__main__":
-    main()
+    from _cli import run
+
+    run(main, __doc__)

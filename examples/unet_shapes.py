@@ -2,9 +2,11 @@
 
 It generates its own data, trains `gg.nn.UNet` with binary cross-entropy per pixel,
 reports the intersection-over-union on held-out images and saves a PNG of input,
-target and prediction into out/.
+target and prediction (unet_shapes.png) into the output folder.
 
-    python examples/unet_shapes.py
+    python examples/unet_shapes.py [--out FOLDER] [--quick]
+
+Files go into FOLDER (default: ./out of the current directory).
 """
 import pathlib
 import time
@@ -13,7 +15,6 @@ import numpy as np
 
 import graphgrad as gg
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "out"
 
 
 def shapes_dataset(n, size=32, noise=0.35, seed=0):
@@ -62,7 +63,8 @@ def save_figure(path, images, masks, predicted, count=4):
     plt.close(fig)
 
 
-def main(quick=False):
+def main(out="out", quick=False):
+    out = pathlib.Path(out)
     start = time.perf_counter()
     size = 16 if quick else 24
     X, M = shapes_dataset(64 if quick else 400, size=size, seed=0)
@@ -74,12 +76,14 @@ def main(quick=False):
     history = gg.fit(step, params, {"x": X, "mask": M}, epochs=1 if quick else 8, batch_size=16, progress=False)
     predicted = (predict(params, x=Xt) > 0).astype(np.float32)
     score = iou(predicted, Mt)
-    OUT.mkdir(exist_ok=True)
-    save_figure(OUT / "unet_shapes.png", Xt, Mt, predicted)
+    out.mkdir(parents=True, exist_ok=True)
+    save_figure(out / "unet_shapes.png", Xt, Mt, predicted)
     print(f"U-Net on {len(X)} noisy {size}×{size} images: final loss {history['loss'][-1]:.4f}, "
-          f"held-out IoU {score:.3f} ({time.perf_counter() - start:.0f} s); wrote {OUT / 'unet_shapes.png'}")
+          f"held-out IoU {score:.3f} ({time.perf_counter() - start:.0f} s); wrote {out / 'unet_shapes.png'}")
     return score
 
 
 if __name__ == "__main__":
-    main()
+    from _cli import run
+
+    run(main, __doc__)

@@ -1,12 +1,14 @@
 """The vanishing gradient: a 10-layer sigmoid MLP against the same network with ReLU.
 
 For each network, the gradient norm of every layer's weights on one batch of digits
-is printed and plotted (out/vanishing_gradient.png): with sigmoid (σ' ≤ 1/4) the
+is printed and plotted (vanishing_gradient.png): with sigmoid (σ' ≤ 1/4) the
 gradient shrinks by orders of magnitude towards the input; with ReLU (and He
 initialization) it stays within a small factor.  A short training run shows the
 consequence: the sigmoid network barely moves, the ReLU network learns.
 
-    python examples/vanishing_gradient.py
+    python examples/vanishing_gradient.py [--out FOLDER] [--quick]
+
+Files go into FOLDER (default: ./out of the current directory).
 """
 import pathlib
 
@@ -14,7 +16,6 @@ import numpy as np
 
 import graphgrad as gg
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "out"
 DEPTH = 10
 
 
@@ -57,7 +58,8 @@ def plot(path, norms):
     plt.close(fig)
 
 
-def main(quick=False):
+def main(out="out", quick=False):
+    out = pathlib.Path(out)
     (X, y), _ = gg.demos.digits()  # the training split
     norms, accuracy = {}, {}
     for activation, init in (("sigmoid", "glorot_uniform"), ("relu", "he_uniform")):
@@ -73,11 +75,13 @@ def main(quick=False):
     for a in norms:
         print(f"{a}: first/last layer gradient ratio {norms[a][0] / norms[a][-1]:.1e}, "
               f"training accuracy after {1 if quick else 5} epochs of SGD: {accuracy[a]:.3f}")
-    OUT.mkdir(exist_ok=True)
-    plot(OUT / "vanishing_gradient.png", norms)
-    print(f"wrote {OUT / 'vanishing_gradient.png'}")
+    out.mkdir(parents=True, exist_ok=True)
+    plot(out / "vanishing_gradient.png", norms)
+    print(f"wrote {out / 'vanishing_gradient.png'}")
     return norms, accuracy
 
 
 if __name__ == "__main__":
-    main()
+    from _cli import run
+
+    run(main, __doc__)

@@ -3,9 +3,11 @@
 Each input step is (value, marker); the target is the sum of the two marked values.  The RNN's
 ‖∂L/∂h_t‖ decays geometrically towards t = 0, so it cannot learn which early values matter; the
 LSTM's cell path (∂c_t/∂c_{t−1} = f_t) carries the gradient back and it learns the task.
-Prints and plots (out/vanishing_gradient.png) the gradient norm per step and the learning curves.
+Prints and plots (vanishing_gradient_rnn.png) the gradient norm per step and the learning curves.
 
-    python examples/vanishing_gradient_rnn.py
+    python examples/vanishing_gradient_rnn.py [--out FOLDER] [--quick]
+
+Files go into FOLDER (default: ./out of the current directory).
 """
 import pathlib
 
@@ -55,7 +57,7 @@ def main(quick=False, out="out"):
     for name, (norms, curve, test_mse) in results.items():
         print(f"{name}: ‖∂L/∂h_t‖ at t = 0, 25, 49: {norms[0]:.2e} {norms[25]:.2e} {norms[-1]:.2e}; "
               f"final train MSE {np.mean(curve[-20:]):.4f}, test MSE {test_mse:.4f} (predicting 1.0 gives ~0.167)")
-    path = pathlib.Path(out) / "vanishing_gradient.png"
+    path = pathlib.Path(out) / "vanishing_gradient_rnn.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     _plot(results, path)
     print(f"wrote {path}")
@@ -83,4 +85,6 @@ def _plot(results, path):
 
 
 if __name__ == "__main__":
-    main()
+    from _cli import run
+
+    run(main, __doc__)

@@ -6,7 +6,7 @@
    (shifting the map back recovers it: equivariance), so compared in place it changes
    a lot; features pooled over the image barely change (invariance).
 
-    python examples/weight_sharing.py
+    python examples/weight_sharing.py [--quick]
 """
 import numpy as np
 
@@ -73,4 +73,6 @@ def main(quick=False):
 
 
 if __name__ == "__main__":
-    main()
+    from _cli import run
+
+    run(main, __doc__)

@@ -49,7 +49,7 @@ def train_and_report(name, model, data, optimizer, epochs, batch_size, out: path
 
 
 def mlp(out: pathlib.Path, epochs: int = 30) -> float:
-    """The API.md §1 MLP on digits; draws the forward graph."""
+    """The MLP of the API reference's first example (docs/api.md), on digits; draws the forward graph."""
     import graphgrad as gg
 
     return train_and_report("mlp", gg.models.mlp(features=64, hidden=128), digits(), gg.optim.Adam(lr=3e-3),

@@ -22,7 +22,17 @@ SOURCE_OPS = ("input", "param", "const")
 
 
 class Tensor:
-    """A handle on one node of a graph, with NumPy-like operators."""
+    """A handle on one node of a graph, with NumPy-like operators.
+
+    ``+ - * / ** @``, unary ``-`` and the comparisons ``> < >= <=`` add the op's node to the
+    graph (broadcasting as NumPy does; shapes are checked at once), with a Python number or
+    array on either side.
+
+    >>> import graphgrad as gg
+    >>> g = gg.Graph(); x = g.input("x", (None, 3))
+    >>> (x @ g.param("w", (3, 2)) + 1.0).sum(axis=1).shape
+    (None,)
+    """
 
     __array_priority__ = 1000  # so `ndarray * tensor` defers to Tensor.__rmul__
 
@@ -32,30 +42,37 @@ class Tensor:
 
     @property
     def data(self) -> dict:
+        """The node's attribute dict in ``graph.nx`` (op, shape, dtype, attrs, tags)."""
         return self.graph.nx.nodes[self.node]
 
     @property
     def shape(self) -> tuple:
+        """The static shape; ``None`` marks the batch dimension, fixed at call time."""
         return self.data["shape"]
 
     @property
     def dtype(self) -> str:
+        """The NumPy dtype name, e.g. ``"float32"`` or ``"int64"``."""
         return self.data["dtype"]
 
     @property
     def op(self) -> str:
+        """The registered op that computes this node (``gg.ops()`` lists them)."""
         return self.data["op"]
 
     @property
     def attrs(self) -> dict:
+        """The op's attributes, e.g. ``{"axis": (1,), "keepdims": False}`` for a sum."""
         return self.data["attrs"]
 
     @property
     def name(self) -> str:
+        """The node id in ``graph.nx`` (the same as ``.node``), e.g. ``"fc1.W"`` or ``"fc1/matmul"``."""
         return self.node
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions, ``len(shape)``."""
         return len(self.shape)
 
     def __repr__(self):
@@ -93,30 +110,38 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __getitem__(self, index):
+        """Basic indexing by ints and slices (``h[:, -1]``), as in NumPy; its gradient scatters back."""
         return self._apply("getitem", index=normalize_index(index, self.ndim))
 
     @property
     def T(self) -> "Tensor":
+        """The transpose with all axes reversed, as ``ndarray.T``."""
         return self.transpose()
 
     def transpose(self, *axes) -> "Tensor":
+        """Permute the axes (``x.transpose(0, 2, 1)`` or a tuple); no axes reverses them."""
         axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
         return self._apply("transpose", axes=axes or tuple(reversed(range(self.ndim))))
 
     def reshape(self, *shape) -> "Tensor":
+        """The same values in a new shape (ints or a tuple; ``None`` keeps the batch dimension)."""
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         return self._apply("reshape", shape=tuple(shape))
 
     def sum(self, axis=None, keepdims=False) -> "Tensor":
+        """Sum over ``axis`` (an int, a tuple, or ``None`` for all), as ``np.sum``."""
         return self._apply("sum", axis=normalize_axis(axis, self.ndim), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False) -> "Tensor":
+        """Mean over ``axis`` (an int, a tuple, or ``None`` for all), as ``np.mean``."""
         return self._apply("mean", axis=normalize_axis(axis, self.ndim), keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False) -> "Tensor":
+        """Maximum over ``axis``, as ``np.max``; the gradient goes to the maximal entries."""
         return self._apply("max", axis=normalize_axis(axis, self.ndim), keepdims=keepdims)
 
     def astype(self, dtype) -> "Tensor":
+        """The values cast to ``dtype`` (a NumPy dtype or its name)."""
         return self._apply("cast", to=validate.dtype_name(dtype, f"astype of node {self.node!r}"))
 
 
@@ -314,6 +339,7 @@ class Graph:
 
     # -- ops --------------------------------------------------------------
     def as_tensor(self, value) -> Tensor:
+        """A Tensor of this graph for ``value``: a Tensor passes through, a number or array becomes a const."""
         if isinstance(value, Tensor):
             if value.graph is not self:
                 raise GraphError(f"tensor {value.node!r} belongs to graph {value.graph.name!r}, not {self.name!r}")
@@ -364,6 +390,7 @@ class Graph:
         return Tensor(self, name)
 
     def tensor(self, node: str) -> Tensor:
+        """The Tensor handle of an existing node id (any node, unlike ``g[name]``)."""
         return Tensor(self, node)
 
     def _sources(self, op):
@@ -389,6 +416,7 @@ class Graph:
         return {t.node: initial_value(t.attrs["init"], t.shape, rng, t.dtype) for t in self._sources("param")}
 
     def copy(self) -> "Graph":
+        """An independent copy (its own networkx graph), so passes and gradients leave this one alone."""
         new = Graph(self.name)
         new.nx = self.nx.copy()
         new._names = set(self._names)

@@ -7,7 +7,8 @@ from .ir import Graph
 
 
 def mlp(features: int = 64, classes: int = 10, hidden: int = 64):
-    """The API.md §1 MLP at digits size: Dense-ReLU-Dense, softmax cross-entropy."""
+    """The MLP of the API reference's first example (docs/api.md) at digits size: Dense-ReLU-Dense, softmax
+    cross-entropy."""
     g = Graph("mlp")
     x = g.input("x", (None, features))
     y = g.input("y", (None,), dtype="int64")

@@ -1,4 +1,4 @@
-"""The core pipeline end to end: the API.md §1-3 snippets, PyTorch parity, second
+"""The core pipeline end to end: the snippets of the API contract (docs/api.md), PyTorch parity, second
 derivatives, numerical stability, the standalone module and the compile cache."""
 import ast
 import os

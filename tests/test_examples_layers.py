@@ -5,7 +5,6 @@ import pathlib
 import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
-OUT = EXAMPLES.parent / "out"
 
 
 def load(name):
@@ -15,19 +14,19 @@ def load(name):
     return module
 
 
-def test_cnn_digits_quick():
-    assert load("cnn_digits").main(quick=True) > 0.5
-    assert (OUT / "cnn_step.py").exists()
+def test_cnn_digits_quick(tmp_path):
+    assert load("cnn_digits").main(out=tmp_path, quick=True) > 0.5
+    assert (tmp_path / "cnn_step.py").exists()
 
 
-def test_resnet_block_quick():
-    assert 0.0 <= load("resnet_block").main(quick=True) <= 1.0  # a few steps: running statistics barely warm
-    assert (OUT / "resnet.dot").exists()
+def test_resnet_block_quick(tmp_path):
+    assert 0.0 <= load("resnet_block").main(out=tmp_path, quick=True) <= 1.0  # a few steps: running statistics barely warm
+    assert (tmp_path / "resnet.dot").exists()
 
 
-def test_unet_shapes_quick():
-    assert 0.0 <= load("unet_shapes").main(quick=True) <= 1.0
-    assert (OUT / "unet_shapes.png").exists()
+def test_unet_shapes_quick(tmp_path):
+    assert 0.0 <= load("unet_shapes").main(out=tmp_path, quick=True) <= 1.0
+    assert (tmp_path / "unet_shapes.png").exists()
 
 
 def test_unet_shapes_iou_of_known_masks():
@@ -37,19 +36,19 @@ def test_unet_shapes_iou_of_known_masks():
     assert module.iou(masks, 1 - masks) == 0.0
 
 
-def test_vanishing_gradient_quick():
-    norms, _ = load("vanishing_gradient").main(quick=True)
+def test_vanishing_gradient_quick(tmp_path):
+    norms, _ = load("vanishing_gradient").main(out=tmp_path, quick=True)
     sigmoid, relu = norms["sigmoid"], norms["relu"]
     assert sigmoid[0] / sigmoid[-1] < 1e-3  # vanishes towards the input
     assert relu[0] / relu[-1] > 0.1  # and does not with ReLU
-    assert (OUT / "vanishing_gradient.png").exists()
+    assert (tmp_path / "vanishing_gradient.png").exists()
 
 
-def test_optimizers_quick():
-    final = load("optimizers").main(quick=True)
+def test_optimizers_quick(tmp_path):
+    final = load("optimizers").main(out=tmp_path, quick=True)
     assert set(final) == {"SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam"}
     assert all(v < 2.0 for v in final.values())
-    assert (OUT / "optimizers.png").exists()
+    assert (tmp_path / "optimizers.png").exists()
 
 
 def test_weight_sharing():

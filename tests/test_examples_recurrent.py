@@ -17,7 +17,7 @@ def load(name):
 def test_vanishing_gradient_quick(tmp_path):
     pytest.importorskip("matplotlib")
     results = load("vanishing_gradient_rnn").main(quick=True, out=tmp_path)
-    assert set(results) == {"RNN", "LSTM"} and (tmp_path / "vanishing_gradient.png").exists()
+    assert set(results) == {"RNN", "LSTM"} and (tmp_path / "vanishing_gradient_rnn.png").exists()
 
 
 def test_lstm_digits_quick():
