@@ -75,6 +75,15 @@ class ArrayAPIEmitter(NumPyEmitter):
     def _print_sigmoid(self, e):
         return f"(0.5 * xp.tanh(0.5 * {self.parenthesize(e.args[0], 50)}) + 0.5)"  # no exp to overflow
 
+    def _print_erf(self, e):
+        return f"erf(xp, {self._print(e.args[0])})"
+
+    def _print_gaussian(self, e):
+        return f"xp.exp(-xp.square(xp.clip({self._print(e.args[0])}, -40, 40)))"
+
+    def _print_tanh_clipped(self, e):
+        return f"xp.clip({self._print(e.args[0])}, -10, 10)"
+
     def _print_relu(self, e):
         return f"xp.maximum({self._print(e.args[0])}, 0)"
 
