@@ -18,14 +18,6 @@ import graphgrad as gg
 T = 50
 
 
-def adding_problem(n, rng):
-    """(n, T, 2) sequences: uniform values and two markers, one in each half; target: the marked sum."""
-    x = np.zeros((n, T, 2), np.float32)
-    x[:, :, 0] = rng.uniform(0, 1, (n, T))
-    first, second = rng.integers(0, T // 2, n), rng.integers(T // 2, T, n)
-    x[np.arange(n), first, 1] = x[np.arange(n), second, 1] = 1
-    return x, x[np.arange(n), first, 0] + x[np.arange(n), second, 0]
-
 
 def model(layer_class, hidden):
     g = gg.Graph(f"adding_{layer_class.__name__.lower()}")
@@ -40,11 +32,11 @@ def train(layer_class, steps, rng, hidden=32, batch=64):
     g, loss, layer = model(layer_class, hidden)
     params = g.init_params(seed=0)
     step = gg.compile(loss, optimizer=gg.optim.Adam(lr=1e-2, clip_norm=1.0))
-    x_probe, y_probe = adding_problem(256, np.random.default_rng(123))
+    x_probe, y_probe = gg.demos.adding_problem(256, T, np.random.default_rng(123))
     norms_before = gg.nn.gradient_norms_over_time(loss, layer, params, {"x": x_probe, "y": y_probe})
     curve = []
     for _ in range(steps):
-        x, y = adding_problem(batch, rng)
+        x, y = gg.demos.adding_problem(batch, T, rng)
         curve.append(float(step(params, x=x, y=y)))
     test_mse = float(gg.compile(loss, training=False)(params, x=x_probe, y=y_probe))
     return norms_before, curve, test_mse

@@ -21,6 +21,16 @@ def digits(shape=(64,), seed=0):
     return (X[:split], y[:split]), (X[split:], y[split:])
 
 
+def adding_problem(n: int, steps: int, rng):
+    """The adding problem, a long-dependency test for recurrent nets: ``(n, steps, 2)`` sequences of
+    uniform values and two markers, one in each half; the target is the sum of the two marked values."""
+    x = np.zeros((n, steps, 2), np.float32)
+    x[:, :, 0] = rng.uniform(0, 1, (n, steps))
+    first, second = rng.integers(0, steps // 2, n), rng.integers(steps // 2, steps, n)
+    x[np.arange(n), first, 1] = x[np.arange(n), second, 1] = 1
+    return x, x[np.arange(n), first, 0] + x[np.arange(n), second, 0]
+
+
 def _write_drawing(dot, path: pathlib.Path):
     path.with_suffix(".dot").write_text(dot.source)
     try:

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import graphgrad as gg
+from standalone import run_without_graphgrad
 
 RNG = np.random.default_rng(0)
 A, B, C, D = (RNG.normal(size=(5, 3, 8)) for _ in range(4))
@@ -127,10 +128,6 @@ def test_a_cnn_module_pastes_the_conv_and_pool_kernels_it_calls_and_no_others():
 
 
 def test_a_saved_cnn_module_runs_where_graphgrad_cannot_be_imported(tmp_path):
-    import subprocess
-    import sys
-    import textwrap
-
     g, loss, logits = gg.models.cnn()
     f = gg.compile(loss, wrt=g.params)
     params = g.init_params(seed=1)
@@ -138,21 +135,10 @@ def test_a_saved_cnn_module_runs_where_graphgrad_cannot_be_imported(tmp_path):
     Y = np.arange(5) % 10
     path = tmp_path / "cnn_module.py"
     f.save(path)
-    np.savez(tmp_path / "data.npz", X=X, Y=Y, **{k.replace(".", "__"): v for k, v in params.items()})
-    script = textwrap.dedent(f"""
-        import sys
-        sys.modules["graphgrad"] = None
-        sys.path.insert(0, {str(tmp_path)!r})
-        import numpy as np, cnn_module
-        d = np.load({str(tmp_path / 'data.npz')!r})
-        params = {{k.replace("__", "."): d[k] for k in d.files if k not in ("X", "Y")}}
-        value, grads = cnn_module.run(params, x=d["X"], y=d["Y"])
-        print(repr(float(value)), repr(float(grads["conv1.W"].sum())))
-    """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    out_value, out_grads = run_without_graphgrad(path, params, {"x": X, "y": Y})
     value, grads = f(params, x=X, y=Y)
-    assert float(out[0]) == pytest.approx(float(value), rel=1e-6)
-    assert float(out[1]) == pytest.approx(float(grads["conv1.W"].sum()), rel=1e-5, abs=1e-6)
+    assert float(out_value) == pytest.approx(float(value), rel=1e-6)
+    assert float(out_grads["conv1.W"].sum()) == pytest.approx(float(grads["conv1.W"].sum()), rel=1e-5, abs=1e-6)
 
 
 def test_a_failure_in_a_statement_with_its_comment_above_names_the_node():

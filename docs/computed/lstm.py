@@ -114,20 +114,12 @@ def forget_bias_gradients():
 T_ADD, ADD_STEPS = 20, 500
 
 
-def adding_problem(n, rng):
-    """(n, T, 2): uniform values and two markers, one in each half; the target is the marked values' sum."""
-    x = np.zeros((n, T_ADD, 2), np.float32)
-    x[:, :, 0] = rng.uniform(0, 1, (n, T_ADD))
-    first, second = rng.integers(0, T_ADD // 2, n), rng.integers(T_ADD // 2, T_ADD, n)
-    x[np.arange(n), first, 1] = x[np.arange(n), second, 1] = 1
-    return x, x[np.arange(n), first, 0] + x[np.arange(n), second, 0]
-
 
 @shows
 def adding_problem_curves():
     """L1, L4: the adding problem, learned by the LSTM and not by the RNN."""
     rng = np.random.default_rng(0)
-    x_test, y_test = adding_problem(256, np.random.default_rng(1))
+    x_test, y_test = gg.demos.adding_problem(256, T_ADD, np.random.default_rng(1))
     curves, tests = {}, {}
     for cls in (gg.nn.RNN, gg.nn.LSTM):
         g = gg.Graph("adding")
@@ -136,7 +128,7 @@ def adding_problem_curves():
         loss = gg.mse(pred, y)
         params = g.init_params(seed=0)
         step = gg.compile(loss, optimizer=gg.optim.Adam(lr=1e-2, clip_norm=1.0))
-        curves[cls.__name__] = [float(step(params, **dict(zip("xy", adding_problem(32, rng)))))
+        curves[cls.__name__] = [float(step(params, **dict(zip("xy", gg.demos.adding_problem(32, T_ADD, rng)))))
                                 for _ in range(ADD_STEPS)]
         tests[cls.__name__] = float(gg.compile(loss, training=False)(params, x=x_test, y=y_test))
     plt = pyplot()
