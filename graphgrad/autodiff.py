@@ -48,6 +48,7 @@ def grad(y: Tensor, wrt, seed: Tensor | float = None):
     elif seed.shape != y.shape:
         raise GraphError(f"seed shape {seed.shape} differs from {y.op} node {y.node!r} shape {y.shape}")
 
+    y = _rederive_through_expansions(graph, y)
     reach = set().union(*(nx.descendants(graph.nx, w.node) | {w.node} for w in wrt))
     on_path = (nx.ancestors(graph.nx, y.node) | {y.node}) & reach
     cotangents = {y.node: [seed]}
@@ -78,4 +79,41 @@ def _pull_back(graph, node, g, on_path, cotangents):
         if contribution.shape != arg.shape:
             raise GraphError(f"internal: the vjp of {op.name} node {node!r} for argument {i} has shape "
                              f"{contribution.shape}, expected {arg.shape}")
+        if op.expand is not None:  # how _rederive_through_expansions finds it
+            graph.nx.nodes[contribution.node]["derivative_of"] = i
         cotangents.setdefault(arg.node, []).append(contribution)
+
+
+def _rederive_through_expansions(graph, y):
+    """``y`` with every derivative it uses that was taken through an op with an ``expand`` form (the loop
+    lowering of a recurrent layer, whose reverse loop is a kernel) taken again through the expansion.
+
+    A first derivative keeps the fast kernel; asking for a derivative of it (a second derivative)
+    rebuilds that first derivative from ops that all have vjps, so the chain rule can go on.
+    """
+    derived = {}  # reverse-loop kernel -> [(contribution, argument index)]
+    for n in topological_order(graph, nx.ancestors(graph.nx, y.node) | {y.node}):
+        if "derivative_of" in graph.nx.nodes[n]:
+            derived.setdefault(_nearest_reverse_kernel(graph, n), []).append((n, graph.nx.nodes[n]["derivative_of"]))
+    replaced = {}
+    for kernel, contributions in derived.items():
+        node, cotangent = get_op(graph.nx.nodes[kernel]["op"]).reverse_of(graph, kernel)
+        args = graph.args(node)
+        indices = sorted({index for _, index in contributions})
+        with graph.scope(f"rederive/{node}"):
+            again = grad(get_op(graph.nx.nodes[node]["op"]).expand(graph, node),
+                         [graph.tensor(args[i]) for i in indices], seed=cotangent)
+        for n, index in contributions:
+            replaced[n] = again[indices.index(index)].node
+            for _, v, key, edge in list(graph.nx.out_edges(n, keys=True, data=True)):
+                graph.nx.remove_edge(n, v, key)
+                graph.nx.add_edge(replaced[n], v, **edge)
+    return graph.tensor(replaced.get(y.node, y.node))
+
+
+def _nearest_reverse_kernel(graph, contribution):
+    """The derivative kernel a contribution is computed from: the nearest node upstream with ``reverse_of``
+    (an earlier layer's reverse loop lies further up, behind this one's)."""
+    distance = nx.single_source_shortest_path_length(graph.nx.reverse(copy=False), contribution)
+    kernels = [n for n in distance if get_op(graph.nx.nodes[n]["op"]).reverse_of is not None]
+    return min(kernels, key=distance.__getitem__)

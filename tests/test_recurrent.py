@@ -5,6 +5,7 @@ import pytest
 
 import graphgrad as gg
 from graphgrad.ops import recurrent as R
+from graphgrad.nn.recurrent import UNROLL_LIMIT as R_UNROLL_LIMIT
 
 N, T, I, H = 3, 5, 4, 6
 LAYERS = {"rnn": gg.nn.RNN, "lstm": gg.nn.LSTM, "gru": gg.nn.GRU}
@@ -162,13 +163,66 @@ def test_bad_input_names_the_layer():
         layer(g.input("other", (None, 3, 5)))
 
 
-def test_loop_second_derivative_is_a_clear_error():
-    g = gg.Graph("second")
-    x = g.input("x", (None, 3, I))
-    loss = gg.nn.RNN(H, lowering="loop", name="rnn")(x).sum()
-    (gx,) = gg.grad(loss, [x])
-    with pytest.raises(gg.GraphError, match="unrolled"):
-        gg.grad(gx.sum(), [x])
+def second_derivatives(cell, lowering, T=T, truncate=None):
+    """∂/∂(params, x) of ‖∂loss/∂x‖², the loss weighing every state and the final state(s)."""
+    g, loss, *_ = build(cell, lowering, truncate=truncate, T=T)
+    x = g["x"]
+    gx = gg.grad(loss, x)
+    wrt = g.params + [x] + [g[f"{s}0"] for s in R.CELLS[cell].states]
+    penalty = (gx * gx).sum()
+    feeds = {t.node: np.random.default_rng(4).normal(size=(N,) + t.shape[1:]) for t in g.inputs}
+    return gg.compile(penalty, wrt=wrt, dtype="float64")(g.init_params(seed=5), **feeds), g, feeds
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_second_derivatives_through_the_loop_equal_the_unrolled_ones(cell):
+    (v1, g1), *_ = second_derivatives(cell, "unrolled", truncate=2)
+    (v2, g2), *_ = second_derivatives(cell, "loop", truncate=2)
+    assert abs(v1 - v2) < 1e-10 * max(1.0, abs(v1))
+    for name in g1:
+        np.testing.assert_allclose(g2[name], g1[name], atol=1e-10, rtol=1e-9, err_msg=name)
+
+
+def test_second_derivative_of_an_auto_lowered_long_sequence_matches_torch():
+    torch = pytest.importorskip("torch")
+    steps = R_UNROLL_LIMIT + 4  # "auto" loops here: the first derivative is the reverse-loop kernel
+    (value, grads), g, feeds = second_derivatives("lstm", "auto", T=steps)
+    assert any(d["op"] == "recurrent_scan" for _, d in g.nx.nodes(data=True))
+
+    module = torch.nn.LSTM(I, H, batch_first=True).double()
+    params = g.init_params(seed=5)
+    with torch.no_grad():
+        for name in ("W_ih", "W_hh", "b_ih", "b_hh"):
+            getattr(module, ("weight_" if name[0] == "W" else "bias_") + name[2:] + "_l0").copy_(
+                torch.tensor(params[f"rec.{name}"]))
+    x = torch.tensor(feeds["x"], requires_grad=True)
+    h0, c0 = (torch.tensor(feeds[f"{s}0"][None], requires_grad=True) for s in "hc")
+    out, (hT, cT) = module(x, (h0, c0))
+    loss = (out * torch.tensor(feeds["P"])).sum() + (hT[0] * torch.tensor(feeds["Q0"])).sum() \
+        + (cT[0] * torch.tensor(feeds["Q1"])).sum()
+    (gx,) = torch.autograd.grad(loss, x, create_graph=True)
+    penalty = (gx * gx).sum()
+    penalty.backward()
+    assert abs(value - penalty.item()) < 1e-9 * abs(value)
+    np.testing.assert_allclose(grads["x"], x.grad.numpy(), atol=1e-9, rtol=1e-7)
+    np.testing.assert_allclose(grads["h0"], h0.grad[0].numpy(), atol=1e-9, rtol=1e-7)
+    np.testing.assert_allclose(grads["rec.W_hh"], module.weight_hh_l0.grad.numpy(), atol=1e-9, rtol=1e-7)
+    np.testing.assert_allclose(grads["rec.b_ih"], module.bias_ih_l0.grad.numpy(), atol=1e-9, rtol=1e-7)
+
+
+def test_third_derivative_through_the_loop():
+    results = []
+    for lowering in ("unrolled", "loop"):
+        g = gg.Graph("third")
+        x = g.input("x", (2, 3, I), dtype="float64")
+        loss = gg.nn.GRU(H, lowering=lowering, name="gru")(x).sum()
+        (gx,) = gg.grad(loss, [x])
+        (gxx,) = gg.grad((gx * gx).sum(), [x])
+        third = gg.grad((gxx * gx).sum(), g.params)
+        feeds = {"x": np.random.default_rng(6).normal(size=(2, 3, I))}
+        results.append(gg.compile(third, dtype="float64")(g.init_params(seed=7), **feeds))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, atol=1e-10, rtol=1e-9)
 
 
 def test_bptt_rendering_has_a_cluster_per_step_and_one_node_per_weight():

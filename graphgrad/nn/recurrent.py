@@ -24,7 +24,9 @@ class Recurrent(Layer):
     - ``return_sequences``: the hidden state of every step (N, T, H) instead of the last (N, H).
     - ``return_state``: also return the final state (h, or (h, c) for an LSTM).
     - ``initial_state`` (call argument): h0, or (h0, c0) for an LSTM, each (N, H); zeros if omitted.
-    - ``lowering``: "unrolled", "loop" or "auto" (loop when T > 16).
+    - ``lowering``: "unrolled", "loop" or "auto" (loop when T > 16).  Both lowerings differentiate
+      to any order: a first derivative runs the loop's reverse-loop kernel, and `gg.grad` of it
+      re-derives that derivative through the unrolled cells, whose ops all have vjps.
     - ``truncate=k``: truncated BPTT; the state's gradient is cut every k steps.
     """
 

@@ -196,6 +196,7 @@ def _scan_vjp(index):
 
 register(Op(
     name="recurrent_scan", shape=_scan_shape, emit=_emit_scan, emit_into=_emit_scan, fresh=True, vjps=_scan_vjp,
+    expand=lambda graph, node: unrolled_tape(graph, node),  # defined below, with the unrolled cells
     local_derivative=("δ_t·W_ih at every step t", "Σ_t δ_tᵀ·x_t", "Σ_t δ_tᵀ·h_t−1", "Σ_t δ_t", "Σ_t δ_t", "δ_0·W_hh"),
     kernels=(kernels.rnn_scan, kernels.lstm_scan, kernels.gru_scan, helpers.work_array),
     doc="an RNN, LSTM or GRU over a whole sequence as one loop; the result is the tape (T, N, S·H) "
@@ -230,15 +231,36 @@ def _emit_scan_grad(args, attrs, out=None):
             f"{per_state(sequence)}, {take(attrs['dense'])}, {attrs['truncate']}, state, {out})")
 
 
-def _no_second_derivative(g, args, out, attrs):
-    raise GraphError("second derivatives through the loop lowering of a recurrent layer are not available; "
-                     "build the layer with lowering='unrolled'")
+def _reverse_of(graph, node):
+    """The scan a reverse loop differentiates and the tape cotangent it pulls back: the parts
+    `_split_cotangent` made of it, joined again."""
+    attrs = graph.nx.nodes[node]["attrs"]
+    cell = CELLS[attrs["cell"]]
+    tape, W_hh, *rest = (graph.tensor(a) for a in graph.args(node))
+    H = W_hh.shape[1]
+    rest = rest[len(cell.states) * attrs["initial"]:]
+    final = dict(zip(attrs["final"], rest[:len(attrs["final"])]))
+    sequence = dict(zip(attrs["sequence"], rest[len(final):len(final) + len(attrs["sequence"])]))
+    terms = rest[len(final) + len(sequence):]  # the dense rest, if any
+    for k, state in enumerate(cell.tape):
+        parts = [sequence[state]] if state in sequence else []
+        if state in final:
+            block = tape_block(tape, cell.name, state, H)
+            parts.append(graph.apply("scatter", [final[state], block], {"index": (-1,)}))
+        if parts:
+            terms.append(_scatter(functools.reduce(operator.add, parts), tape, slice(k * H, (k + 1) * H)))
+    return tape.node, functools.reduce(operator.add, terms)
+
+
+def _differentiated_through_expansion(g, args, out, attrs):
+    raise GraphError("internal: a derivative of recurrent_scan_grad is taken through recurrent_scan's "
+                     "expansion (gg.grad re-derives it), never through the reverse loop itself")
 
 
 register(Op(
     name="recurrent_scan_grad", shape=_scan_grad_shape, emit=_emit_scan_grad, emit_into=_emit_scan_grad, fresh=True,
-    local_derivative=("not differentiable twice",),
-    vjps=lambda index: _no_second_derivative,
+    local_derivative=("through recurrent_scan's unrolled expansion",),
+    vjps=lambda index: _differentiated_through_expansion, reverse_of=_reverse_of,
     kernels=(kernels.rnn_scan_grad, kernels.lstm_scan_grad, kernels.gru_scan_grad, helpers.work_array),
     doc="the reverse loop of recurrent_scan: per step the gradients of the pre-activations and of the "
         "previous state (T, N, D·H); arguments: the tape, W_hh, the initial states (attr initial), the "
@@ -388,26 +410,27 @@ def _like(value, h):
     return value if value.shape == h.shape else value.graph.apply("broadcast_like", [value, h])
 
 
-def unroll_scans(graph):
-    """A copy of ``graph`` with every ``recurrent_scan`` replaced by its unrolled cells (for drawing).
+def unrolled_tape(graph, node):
+    """The tape of the ``recurrent_scan`` ``node`` rebuilt from its unrolled cells with concat and stack."""
+    data = graph.nx.nodes[node]
+    args = [graph.tensor(a) for a in graph.args(node)]
+    cell = data["attrs"]["cell"]
+    prefix = node.rsplit("/", 1)[0] if "/" in node else node
+    with graph.scope(prefix):
+        values = unrolled(args[0], args[1:5], args[5:], cell, data["attrs"].get("truncate"))
+        rows = [graph.apply("concat", [_like(v[k], v["h"]) for k in CELLS[cell].tape], {"axis": 1}) for v in values]
+        return graph.apply("stack", rows, {"axis": 0}, name="tape")
 
-    The tape is rebuilt from the cells' values with concat and stack, so its
-    consumers read the same values.
-    """
+
+def unroll_scans(graph):
+    """A copy of ``graph`` with every ``recurrent_scan`` replaced by its unrolled cells (for drawing, and
+    for targets without the loop kernels); the tape's consumers read the same values."""
     scans = [n for n, d in graph.nx.nodes(data=True) if d["op"] == "recurrent_scan"]
     if not scans:
         return graph
     graph = graph.copy()
     for node in scans:
-        data = graph.nx.nodes[node]
-        args = [graph.tensor(a) for a in graph.args(node)]
-        cell = data["attrs"]["cell"]
-        prefix = node.rsplit("/", 1)[0] if "/" in node else node
-        with graph.scope(prefix):
-            values = unrolled(args[0], args[1:5], args[5:], cell, data["attrs"].get("truncate"))
-            rows = [graph.apply("concat", [_like(v[k], v["h"]) for k in CELLS[cell].tape], {"axis": 1})
-                    for v in values]
-            tape = graph.apply("stack", rows, {"axis": 0}, name="tape")
+        tape = unrolled_tape(graph, node)
         for _, v, key, edge in list(graph.nx.out_edges(node, keys=True, data=True)):
             graph.nx.remove_edge(node, v, key)
             graph.nx.add_edge(tape.node, v, index=edge["index"])

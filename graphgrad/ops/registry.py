@@ -42,6 +42,11 @@ class Op:
       module calls are pasted into it (with what they call), as it imports numpy only.
     - ``source``: a value from outside (input, param, const); ``effect``: the
       emission is a statement that writes state (an optimizer or running-mean update).
+    - ``expand(graph, node) -> Tensor``: the node's value rebuilt from ops differentiable to any
+      order, for an op whose own derivative is a kernel that is not (the loop lowering of a
+      recurrent layer): a derivative of its derivative differentiates the expansion instead.
+      ``reverse_of(graph, node) -> (forward node, cotangent)``: for such a derivative kernel, the
+      node it differentiates and the cotangent it pulls back, rebuilt from its arguments.
     - Memory, for code generation: ``fresh``: the value is a new array the step
       owns (never a view), so a dead one may be overwritten; ``view``: the value
       may be a view of its first argument; ``emit_into(args, attrs, out)``: the
@@ -64,6 +69,8 @@ class Op:
     fresh: bool = False
     view: bool = False
     emit_into: Optional[Callable] = None
+    expand: Optional[Callable] = None
+    reverse_of: Optional[Callable] = None
     doc: str = ""
     test_attrs: dict = field(default_factory=dict)
     test_shapes: Optional[tuple] = None  # argument shapes for the registry-driven tests
