@@ -202,7 +202,7 @@ def feasible_updates(graph, outs, training) -> list:
             if {a for a in nx.ancestors(graph.nx, node) if graph.nx.nodes[a]["op"] == "input"} <= fed]
 
 
-def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_finite=False,
+def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_finite=None,
             target="numpy") -> "Compiled":
     """Compile outputs (a Tensor or a list) into one generated NumPy function.
 
@@ -210,7 +210,10 @@ def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_
     first output (a scalar) as a dict by name; with ``optimizer`` it updates
     the params in place and returns the outputs.  ``dtype="float64"`` computes
     in float64 whatever the declared dtypes.  A second compile of the same
-    graph is served from a cache (in memory, then on disk).  ``target="array_api"``
+    graph is served from a cache (in memory, then on disk).  ``check_finite=True`` checks every
+    value as it is computed and raises a `GraphError` naming the first node that is not finite
+    (unfused code, slower); its default comes from the environment, ``GRAPHGRAD_CHECK_FINITE=1``
+    turning it on for every compile of a program, as a debugging switch.  ``target="array_api"``
     writes the step against the Array API standard instead: it runs on NumPy, PyTorch,
     JAX, Dask or CuPy arrays and returns arrays of the caller's library (the
     ``graphgrad[array-api]`` extra; see docs/scaling.md).
@@ -223,6 +226,8 @@ def compile(outputs, wrt=None, optimizer=None, training=True, dtype=None, check_
     (4.0, [4.0, 4.0])
     """
     tune_allocator()
+    if check_finite is None:
+        check_finite = os.environ.get("GRAPHGRAD_CHECK_FINITE", "0") not in ("", "0")
     single = isinstance(outputs, Tensor)
     outputs = [outputs] if single else list(outputs)
     if not outputs:

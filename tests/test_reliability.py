@@ -1,6 +1,9 @@
 """Reliability: bad declarations, feeds, params and files raise GraphError naming what is wrong; a step
 applies all its updates or none; empty batches, batches of one, float64 graphs, exact GELU."""
+import importlib.util
+import inspect
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -313,6 +316,25 @@ def test_check_finite_compiles_and_runs_every_model(name):
     value, grads = gg.compile(loss, wrt=g.params, check_finite=True)(params, **feeds)
     assert np.isfinite(value) and all(np.isfinite(v).all() for v in grads.values())
     assert np.isfinite(gg.compile(logits, training=False, check_finite=True)(params, **feeds)).all()
+
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize("example", sorted(p.stem for p in EXAMPLES.glob("[!_]*.py")))
+def test_every_example_runs_with_check_finite_on(example, tmp_path, monkeypatch):
+    """GRAPHGRAD_CHECK_FINITE=1 turns the check on for every compile of a program: each example's quick run."""
+    monkeypatch.setenv("GRAPHGRAD_CHECK_FINITE", "1")
+    monkeypatch.setenv("GRAPHGRAD_CACHE", str(tmp_path / "cache"))
+    checked = []
+    build = gg.runtime._build
+    monkeypatch.setattr(gg.runtime, "_build", lambda *a, **k: checked.append(a[6]) or build(*a, **k))
+    spec = importlib.util.spec_from_file_location(f"checked_{example}", EXAMPLES / f"{example}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    kwargs = {"quick": True, "out": tmp_path}
+    module.main(**{k: v for k, v in kwargs.items() if k in inspect.signature(module.main).parameters})
+    assert checked and all(checked)
 
 
 # -- gradients through indexing ----------------------------------------------------------------------------------
