@@ -397,27 +397,20 @@ def _kn_pool_geometry(x_hw, kernel, stride, padding):
 def _kn_tiled_reduce(x, kh, kw, op):
     """Reduce each (kh, kw) tile of x (N, C, H, W) with binary ufunc `op`.
 
-    Columns first, each tap one uniformly strided loop over all of x.  The kh
-    rows of a tile are then whole runs Wo apart, combined by shifted slices of
-    the flat array (rows of neighbouring tiles combine too: junk that the
-    final copy skips).  Numpy calls over many short rows, or over tiny
-    trailing axes, cost several times more.
+    The kh rows of a band of tiles first, each a slice of whole rows (x viewed
+    as (bands, kh, W) needs no copy), then the kw columns, strided slices of
+    the result: every call runs over the whole array, none over a tiny
+    trailing axis (several times slower).
     """
     N, C, H, W = x.shape
-    Ho, Wo = H // kh, W // kw
-    flat = x.reshape(-1)
-    cols = op(flat[0::kw], flat[1::kw]) if kw > 1 else flat.copy()
+    rows = x.reshape(-1, kh, W)
+    band = op(rows[:, 0], rows[:, 1]) if kh > 1 else rows[:, 0]
+    for i in range(2, kh):
+        op(band, rows[:, i], out=band)
+    tiles = op(band[:, 0::kw], band[:, 1::kw]) if kw > 1 else band.copy()
     for j in range(2, kw):
-        op(cols, flat[j::kw], out=cols)
-    rows = cols
-    if kh > 1:
-        # rows of tile t start at t*kh*Wo: the last of them ends by n
-        n = cols.size - (kh - 1) * Wo
-        rows = np.empty_like(cols)
-        op(cols[:n], cols[Wo:Wo + n], out=rows[:n])
-        for i in range(2, kh):
-            op(rows[:n], cols[i * Wo:i * Wo + n], out=rows[:n])
-    return rows.reshape(N, C, Ho, kh * Wo)[:, :, :, :Wo].copy()
+        op(tiles, band[:, j::kw], out=tiles)
+    return tiles.reshape(N, C, H // kh, W // kw)
 
 
 def _kn_repeat2d(x, sh, sw):
@@ -458,29 +451,23 @@ def _kn_keep_first_flags(pairs):
 
 
 def _kn_maxpool2x2_grad(gy, x, y):
-    """maxpool2d_grad for 2x2 tiles of a float x, a few images at a time (to
-    stay in cache).
+    """maxpool2d_grad for 2x2 tiles of a float x, with no copy of x.
 
-    One copy splits x into the windows' top rows and bottom rows, so y and gy,
-    repeated along columns, line up with both by broadcasting: the hits x == y,
-    the first-hit choice and the routed gradient are whole-array operations,
-    never per-row ones.
+    x viewed as (window rows, 2, W) lines up with y and gy repeated along
+    columns (one call each), so the hits x == y and the routed gradient are
+    two whole-array calls, written in x's layout.  Only when some window has
+    two hits (ties: equal values, often zeros) the first one in row-major
+    order is kept, by word tricks on the flags.
     """
     N, C, H, W = x.shape
-    gx = np.empty(x.shape, gy.dtype)
-    step = max(1, (1 << 16) // (C * H * W))
-    for n0 in range(0, N, step):
-        n1 = min(N, n0 + step)
-        m = (n1 - n0) * C * H // 2  # window rows
-        rows = np.empty((2, m, W), x.dtype)
-        np.copyto(rows, x[n0:n1].reshape(m, 2, W).transpose(1, 0, 2))
-        hit = np.equal(rows, _kn_repeat_columns(y[n0:n1].reshape(m, W // 2)))
+    m = N * C * H // 2
+    hit = np.equal(x.reshape(m, 2, W), _kn_repeat_columns(y.reshape(m, W // 2))[:, None])
+    if np.count_nonzero(hit) != y.size:
         pairs = hit.view(np.uint16)  # a window row's two hits as one word
         _kn_keep_first_flags(pairs)  # right only where left missed
-        pairs[1] *= pairs[0] == 0    # bottom row only where the top row missed
-        g = np.multiply(_kn_repeat_columns(gy[n0:n1].reshape(m, W // 2)), hit, out=rows)
-        np.copyto(gx[n0:n1].reshape(m, 2, W).transpose(1, 0, 2), g)
-    return gx
+        pairs[:, 1] *= pairs[:, 0] == 0  # bottom row only where the top row missed
+    gx = np.multiply(_kn_repeat_columns(gy.reshape(m, W // 2))[:, None], hit)
+    return gx.reshape(N, C, H, W)
 
 
 def maxpool2d_grad(gy, x, kernel, stride, padding=(0, 0), y=None):
@@ -496,8 +483,7 @@ def maxpool2d_grad(gy, x, kernel, stride, padding=(0, 0), y=None):
     if y is None:
         y = maxpool2d(x, (kh, kw), (sh, sw), (ph, pw))
     # small maps keep the per-tap loop below: few rows to walk, fewer calls
-    if (tiled and (kh, kw) == (2, 2) and x.size >= 1 << 16
-            and x.dtype == gy.dtype and x.dtype.char in "fd"):
+    if tiled and (kh, kw) == (2, 2) and x.dtype == gy.dtype and x.dtype.char in "fd":
         return _kn_maxpool2x2_grad(gy, x, y)
     if tiled:
         src = x.reshape(N, C, Ho, kh, Wo, kw)

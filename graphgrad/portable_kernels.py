@@ -29,6 +29,8 @@ HOST_HELPERS = (as_pair, conv_out_len, _kn_bilinear_matrix, dropout_mask)
 
 def host_dtype(x):
     """The NumPy dtype of any library's array (torch.float64 -> float64)."""
+    if isinstance(x.dtype, np.dtype):
+        return x.dtype
     return np.dtype(str(x.dtype).rsplit(".", 1)[-1])
 
 

@@ -286,6 +286,11 @@ class Compiled:
         self.optimizer = optimizer
         self.state = module.new_state()
         self.writes = set()  # the params a call writes in place (optimizer updates, running statistics)
+        # what every call checks against, worked out once: a call's own cost is a step's overhead
+        self._portable = getattr(module, "TARGET", "numpy") == "array_api"  # binds new arrays, writes none
+        self._known_inputs = frozenset(t.node for t in graph.inputs)
+        self._batched_inputs = [(name, shape.index(None)) for name, (shape, _) in module.INPUTS.items()
+                                if None in shape]
 
     @property
     def source(self) -> str:
@@ -328,14 +333,12 @@ class Compiled:
         write_atomic(path, self.source)
 
     def __call__(self, params, **feeds):
-        portable = getattr(self.module, "TARGET", "numpy") == "array_api"  # binds new arrays, writes none
-        feeds = check_feeds(self.module.INPUTS, feeds, known={t.node for t in self.graph.inputs},
-                            keep_library=portable)
+        portable = self._portable
+        feeds = check_feeds(self.module.INPUTS, feeds, known=self._known_inputs, keep_library=portable)
         # every check before the step runs, so that a call applies all its updates or none
         params = check_params(self.module.PARAMS, params, writes=() if portable else self.writes,
                               keep_library=portable)
-        empty = [name for name, (shape, _) in self.module.INPUTS.items()
-                 if None in shape and feeds[name].shape[shape.index(None)] == 0]
+        empty = [name for name, axis in self._batched_inputs if feeds[name].shape[axis] == 0]
         if empty and self.module.MODE != "value":
             raise GraphError(f"empty batch: input {empty[0]!r} has batch size 0, and gradients (so training "
                              "steps) of a loss over no examples are undefined; skip the batch")
@@ -382,11 +385,13 @@ def check_feeds(spec: dict, feeds: dict, known=(), keep_library=False) -> dict:
     Feeds for ``known`` inputs of the graph that this function does not use are ignored.
     ``keep_library``: arrays of any library are checked as they are, not converted to NumPy.
     """
-    missing = sorted(set(spec) - set(feeds))
+    if feeds.keys() == spec.keys():
+        missing = extra = ()
+    else:
+        missing, extra = sorted(set(spec) - set(feeds)), sorted(set(feeds) - set(spec) - set(known))
     if missing:
         raise GraphError(f"missing feed for input {missing[0]!r} (shape {_fmt(spec[missing[0]][0])}); "
                          f"the graph needs {sorted(spec)}")
-    extra = sorted(set(feeds) - set(spec) - set(known))
     if extra:
         raise GraphError(f"unexpected feed {extra[0]!r}: the graph's inputs are {sorted(spec)}")
     batch = None

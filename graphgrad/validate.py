@@ -161,6 +161,8 @@ def check_ir(G, get_op, nodes=None) -> None:
 # -- values from the caller --------------------------------------------------------------
 def as_array(value, what: str) -> np.ndarray:
     """``value`` as a NumPy array of real numbers, else a GraphError naming ``what``."""
+    if type(value) is np.ndarray and value.dtype.kind in "fiub":  # the common case, checked cheaply
+        return value
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as e:
