@@ -24,7 +24,7 @@ from .ops.elementwise import masked_product_ok, node_formula, node_kernels
 from .ops.printer import NumPyEmitter, Target, UfuncChain
 from .source_text import WIDTH, called_helpers, fit
 
-_RESERVED = {"np", "F", "N", "results", "params", "feeds", "state", "step", "run", "unpack", "buffer", "_workspace"}
+RESERVED = {"np", "F", "N", "results", "params", "feeds", "state", "step", "run", "unpack", "buffer", "_workspace"}
 
 # top-level calls that take ``out=``: the value of an elementwise node is written into its own
 # buffer, kept between calls, instead of a fresh array (whose page faults dominate large steps)
@@ -74,7 +74,7 @@ def with_out(expr, printer, out):
     return None
 
 
-class _Names:
+class Names:
     """Python identifiers for nodes: sanitized, unique, never shadowing a helper."""
 
     def __init__(self, reserved):
@@ -94,11 +94,11 @@ class _Names:
         return self.of[node]
 
 
-def _fmt_shape(shape) -> str:
+def fmt_shape(shape) -> str:
     return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _literal(value) -> str:
+def literal(value) -> str:
     text = repr(value.item() if isinstance(value, np.generic) else value)
     return f"({text})" if text.startswith("-") else text
 
@@ -182,7 +182,7 @@ class _Emitter:
         self.buffers: dict[str, tuple] = {}  # buffer name -> (node, scratch?): what `share_buffers` plans
         self.carried: dict[str, str] = {}  # node -> the argument whose buffer it overwrites
         self.escaping = _escaping(graph)
-        self.names = _Names(_RESERVED | _helper_names(graph) | {"check_finite"})
+        self.names = Names(RESERVED | _helper_names(graph) | {"check_finite"})
         self.text: dict[str, str] = {}  # node -> how generated code refers to it
         self.consts: list[str] = []
         self.batch_known = False  # whether the step has read the batch size ``N`` off an input
@@ -196,7 +196,7 @@ class _Emitter:
         if op == "const":
             value = data["attrs"]["value"]
             if data["shape"] == () and not isinstance(value, np.ndarray):
-                self.text[node] = _literal(value)
+                self.text[node] = literal(value)
                 return
             dtype = "F" if data["dtype"].startswith("float") else f"np.{data['dtype']}"
             self.consts.append(f"{var} = np.array({np.asarray(value).tolist()!r}, dtype={dtype})  # const {node}")
@@ -205,7 +205,7 @@ class _Emitter:
         where = {"input": "feeds", "param": "params", "state": "state"}[op]
         cast = ", dtype=F" if data["dtype"].startswith("float") else ""
         self.text[node] = var
-        self.lines.append(f"    {var} = np.asarray({where}[{node!r}]{cast})  # {node}: {op} {_fmt_shape(data['shape'])}")
+        self.lines.append(f"    {var} = np.asarray({where}[{node!r}]{cast})  # {node}: {op} {fmt_shape(data['shape'])}")
         if None in data["shape"] and not self.batch_known:  # every unknown dim is the batch size (checked on feeding)
             self.lines.append(f"    N = {var}.shape[{data['shape'].index(None)}]  # the batch size")
             self.batch_known = True
@@ -233,7 +233,7 @@ class _Emitter:
             detail = "".join(f" {k}={v}" for k, v in attrs.items())
             value = self._into_buffer(node, data, args, op) if op.emit_into else None
             self.lines.append(f"    {var} = {value or op.emit(args, data['attrs'])}  # {node}: {op.name}{detail} "
-                              f"{_fmt_shape(data['shape'])}")
+                              f"{fmt_shape(data['shape'])}")
         if self.check_finite:
             self.lines.append(f"    check_finite({var}, {node!r}, {op.name!r})")
 
@@ -262,7 +262,7 @@ class _Emitter:
                     and self.graph.nx.nodes[g]["shape"] == data["shape"]):
                 value = f"np.multiply({self.ref(g)}, {NumPyEmitter(names).doprint(coeff)}, out={self.ref(g)})"
         self.lines.append(f"    {var} = np.subtract({target}, {value}, out={target})  # {node}: {data['op']} = {shown} "
-                          f"(in place) {_fmt_shape(data['shape'])}")
+                          f"(in place) {fmt_shape(data['shape'])}")
 
     def _into_buffer(self, node, data, args, op):
         """The op's ``emit_into`` a reusable buffer, for a float value no result returns; else None."""
@@ -279,7 +279,7 @@ class _Emitter:
 
     def _shape_source(self, shape):
         """Source text of ``shape`` at run time (the batch dimension is ``N``), or None."""
-        return _fmt_shape(shape) if None not in shape or self.batch_known else None
+        return fmt_shape(shape) if None not in shape or self.batch_known else None
 
     def _buffer(self, node, data, args):
         """Where a float node that no result returns writes its value: an argument that dies here
@@ -365,7 +365,7 @@ def formula_comment(node, data, expr, syms, args) -> str:
     """The trailing comment of an elementwise node: its formula over the argument names, and its shape."""
     shown = str(expr.xreplace({s: sympy.Symbol(a) for s, a in zip(syms, args)}))
     shown = shown if len(shown) <= 120 else shown[:117] + "..."
-    return f"  # {node}: {data['op']} = {shown} {_fmt_shape(data['shape'])}"
+    return f"  # {node}: {data['op']} = {shown} {fmt_shape(data['shape'])}"
 
 
 def _large(shape) -> bool:

@@ -593,7 +593,7 @@ def upsample_nearest2d_grad(gy, scale):
     return _kn_tiled_reduce(gy, sh, sw, np.add)
 
 
-def _kn_bilinear_matrix(n, s, dtype):
+def bilinear_matrix(n, s, dtype):
     """(n*s, n) interpolation matrix of PyTorch's align_corners=False bilinear.
 
     Computed in `dtype` because PyTorch evaluates source coordinates in the
@@ -622,8 +622,8 @@ def upsample_bilinear2d(x, scale):
     align_corners=False) for integer scale: y = A_h @ x @ A_w.T."""
     sh, sw = as_pair(scale)
     N, C, H, W = x.shape
-    ah = _kn_bilinear_matrix(H, sh, x.dtype)
-    aw = _kn_bilinear_matrix(W, sw, x.dtype)
+    ah = bilinear_matrix(H, sh, x.dtype)
+    aw = bilinear_matrix(W, sw, x.dtype)
     # the width pass as one flat GEMM, the height pass batched over (N, C)
     t = np.matmul(x.reshape(N * C * H, W), aw.T).reshape(N, C, H, W * sw)
     return np.matmul(ah, t)
@@ -634,7 +634,7 @@ def upsample_bilinear2d_grad(gy, input_hw, scale):
     sh, sw = as_pair(scale)
     H, W = input_hw
     N, C, Ho, Wo = gy.shape
-    ah = _kn_bilinear_matrix(H, sh, gy.dtype)
-    aw = _kn_bilinear_matrix(W, sw, gy.dtype)
+    ah = bilinear_matrix(H, sh, gy.dtype)
+    aw = bilinear_matrix(W, sw, gy.dtype)
     t = np.matmul(gy.reshape(N * C * Ho, Wo), aw).reshape(N, C, Ho, W)
     return np.matmul(ah.T, t)

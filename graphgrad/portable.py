@@ -21,14 +21,14 @@ import numpy as np
 import sympy
 
 from . import portable_kernels
-from .codegen import RUN_SOURCE, _fmt_shape, _literal, _Names, _RESERVED, formula_comment, interface, step_order
+from .codegen import RESERVED, RUN_SOURCE, Names, fmt_shape, formula_comment, interface, literal, step_order
 from .errors import GraphError
 from .kernels import as_pair as pair
 from .ops import get_op
-from .ops.conv import _geometry_args, _pool_args
+from .ops.conv import geometry_args, pool_args
 from .ops.elementwise import node_formula
 from .ops.printer import NumPyEmitter
-from .ops.structural import _emit_index
+from .ops.structural import emit_index
 
 _XP_FUNCS = {
     "exp": "xp.exp", "log": "xp.log", "tanh": "xp.tanh", "sin": "xp.sin", "cos": "xp.cos", "Abs": "xp.abs",
@@ -122,7 +122,7 @@ EMIT = {
     "broadcast_like": lambda a, at: f"xp.broadcast_to({a[0]}, tuple({a[1]}.shape))",
     "sum": _reduce("sum"), "mean": _reduce("mean"), "max": _reduce("max"), "inner": _inner,
     "mean_grad": lambda a, at: f"xp.broadcast_to({a[0]} / (numel({a[1]}) // numel({a[0]})), tuple({a[1]}.shape))",
-    "scatter": lambda a, at: f"scatter_into_zeros(xp, {a[0]}, {a[1]}, {_emit_index(at['index'])})",
+    "scatter": lambda a, at: f"scatter_into_zeros(xp, {a[0]}, {a[1]}, {emit_index(at['index'])})",
     "concat": lambda a, at: f"xp.concat([{', '.join(a)}], axis={at['axis']})",
     "stack": lambda a, at: f"xp.stack([{', '.join(a)}], axis={at['axis']})",
     "softmax": lambda a, at: f"softmax(xp, {a[0]}, {at['axis']})",
@@ -133,18 +133,18 @@ EMIT = {
     "assign": lambda a, at: f"{at['target']}[{at['key']!r}] = {a[0]}",
     "dropout_mask": lambda a, at: f"dropout(xp, {a[0]}, {float(at['rate'])!r}, {int(at['seed'])}, state)",
     "batch_norm_stats": lambda a, at: f"batch_norm_stats(xp, {a[0]})",
-    "conv2d": lambda a, at: f"conv2d(xp, {a[0]}, {a[1]}, {_geometry_args(at)})",
+    "conv2d": lambda a, at: f"conv2d(xp, {a[0]}, {a[1]}, {geometry_args(at)})",
     "conv2d_grad_input": lambda a, at: (f"conv2d_grad_input(xp, {a[0]}, {a[1]}, {tuple(at['input_hw'])}, "
-                                        f"{_geometry_args(at)})"),
+                                        f"{geometry_args(at)})"),
     "conv2d_grad_weight": lambda a, at: (f"conv2d_grad_weight(xp, {a[0]}, {a[1]}, {tuple(at['kernel_hw'])}, "
-                                         f"{_geometry_args(at)})"),
+                                         f"{geometry_args(at)})"),
     "conv_transpose2d": lambda a, at: (f"conv_transpose2d(xp, {a[0]}, {a[1]}, {pair(at['stride'])}, "
                                        f"{pair(at['padding'])}, {pair(at['output_padding'])}, {pair(at['dilation'])})"),
-    "maxpool2d": lambda a, at: f"maxpool2d(xp, {a[0]}, {_pool_args(at)})",
-    "maxpool2d_grad": lambda a, at: f"maxpool2d_grad(xp, {a[0]}, {a[1]}, {_pool_args(at)}, {a[2]})",
-    "maxpool2d_gather": lambda a, at: f"maxpool2d_gather_at(xp, {a[0]}, {a[1]}, {a[2]}, {_pool_args(at)})",
-    "avgpool2d": lambda a, at: f"avgpool2d(xp, {a[0]}, {_pool_args(at)})",
-    "avgpool2d_grad": lambda a, at: f"avgpool2d_grad(xp, {a[0]}, {tuple(at['input_hw'])}, {_pool_args(at)})",
+    "maxpool2d": lambda a, at: f"maxpool2d(xp, {a[0]}, {pool_args(at)})",
+    "maxpool2d_grad": lambda a, at: f"maxpool2d_grad(xp, {a[0]}, {a[1]}, {pool_args(at)}, {a[2]})",
+    "maxpool2d_gather": lambda a, at: f"maxpool2d_gather_at(xp, {a[0]}, {a[1]}, {a[2]}, {pool_args(at)})",
+    "avgpool2d": lambda a, at: f"avgpool2d(xp, {a[0]}, {pool_args(at)})",
+    "avgpool2d_grad": lambda a, at: f"avgpool2d_grad(xp, {a[0]}, {tuple(at['input_hw'])}, {pool_args(at)})",
     "upsample_nearest2d": lambda a, at: f"upsample_nearest2d(xp, {a[0]}, {pair(at['scale'])})",
     "upsample_nearest2d_grad": lambda a, at: f"upsample_nearest2d_grad(xp, {a[0]}, {pair(at['scale'])})",
     "upsample_bilinear2d": lambda a, at: f"upsample_bilinear2d(xp, {a[0]}, {pair(at['scale'])})",
@@ -173,7 +173,7 @@ _HELPER_NAMES = {f.__name__ for f in portable_kernels.HOST_HELPERS} | set(vars(p
 class _Printer:
     def __init__(self, graph):
         self.graph = graph
-        self.names = _Names(_RESERVED | _HELPER_NAMES | {"xp", "dev", "math", "array_namespace", "device", "DTYPE"})
+        self.names = Names(RESERVED | _HELPER_NAMES | {"xp", "dev", "math", "array_namespace", "device", "DTYPE"})
         self.text: dict[str, str] = {}
         self.lines: list[str] = []
 
@@ -196,7 +196,7 @@ class _Printer:
             raise GraphError(f"{op.name} node {node!r} has no Array API emission (ops with one: "
                              f"{', '.join(sorted(EMIT))}, the elementwise ops and {', '.join(_SAME_AS_NUMPY)})")
         detail = "".join(f" {k}={v}" for k, v in data["attrs"].items())
-        self.lines.append(f"    {var} = {value}  # {node}: {op.name}{detail} {_fmt_shape(data['shape'])}")
+        self.lines.append(f"    {var} = {value}  # {node}: {op.name}{detail} {fmt_shape(data['shape'])}")
 
     def _source(self, node, data):
         op, var = data["op"], self.names(node)
@@ -204,14 +204,14 @@ class _Printer:
         if op == "const":
             value = data["attrs"]["value"]
             if data["shape"] == () and not isinstance(value, np.ndarray):
-                self.text[node] = _literal(value)
+                self.text[node] = literal(value)
                 return
             dtype = "F" if is_float else f"xp.{data['dtype']}"
             self.text[node] = var
             return self.lines.append(f"    {var} = xp.asarray({np.asarray(value).tolist()!r}, dtype={dtype}, "
                                      f"device=dev)  # const {node}")
         self.text[node] = var
-        comment = f"  # {node}: {op} {_fmt_shape(data['shape'])}"
+        comment = f"  # {node}: {op} {fmt_shape(data['shape'])}"
         if op == "state":
             shape, fill = data["shape"], data["attrs"].get("fill", 0.0)
             return self.lines.append(f"    {var} = read_state(xp, state, {node!r}, {shape!r}, {fill!r}, F, dev){comment}")

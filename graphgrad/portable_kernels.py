@@ -21,10 +21,10 @@ try:
 except ImportError:  # graphgrad without the [array-api] extra still imports (and doc-tests) this module
     array_namespace = device = None
 
-from .kernels import _kn_bilinear_matrix, as_pair, conv_out_len
+from .kernels import bilinear_matrix, as_pair, conv_out_len
 from .ops.nn_kernels import dropout_mask
 
-HOST_HELPERS = (as_pair, conv_out_len, _kn_bilinear_matrix, dropout_mask)
+HOST_HELPERS = (as_pair, conv_out_len, bilinear_matrix, dropout_mask)
 
 
 def host_dtype(x):
@@ -289,7 +289,7 @@ def upsample_nearest2d_grad(xp, gy, scale):
 
 
 def _bilinear(xp, like, n, s):
-    return xp.asarray(_kn_bilinear_matrix(n, s, host_dtype(like)), device=device(like))
+    return xp.asarray(bilinear_matrix(n, s, host_dtype(like)), device=device(like))
 
 
 def upsample_bilinear2d(xp, x, scale):

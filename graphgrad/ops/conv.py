@@ -38,7 +38,7 @@ def _check_channels(have, want, what):
         raise ValueError(f"channel mismatch: {what} has {have} channels, the weight expects {want}")
 
 
-def _geometry_args(a):
+def geometry_args(a):
     return f"{pair(a['stride'])}, {pair(a['padding'])}, {pair(a['dilation'])}"
 
 
@@ -87,7 +87,7 @@ register(Op(
     local_derivative=("conv_transpose(ḡ, W)", "conv(x, ḡ)"),
     # `state` keeps the kernels' padded planes and columns between calls (and lends the weight
     # gradient the columns its forward built)
-    emit=lambda args, a: f"conv2d({args[0]}, {args[1]}, {_geometry_args(a)}, workspace=state)",
+    emit=lambda args, a: f"conv2d({args[0]}, {args[1]}, {geometry_args(a)}, workspace=state)",
     vjps=(lambda g, args, out, a: conv2d_grad_input(g, args[1], args[0].shape[2:], a),
           lambda g, args, out, a: conv2d_grad_weight(g, args[0], args[1].shape[2:], a)),
     domain=("real", "real"), test_shapes=((2, 3, 6, 7), (4, 3, 3, 2)), test_attrs=CONV_TEST,
@@ -97,7 +97,7 @@ register(Op(
     name="conv2d_grad_input", arity=2, shape=_grad_input_shape, dtype=same_dtype_as_first,
     local_derivative=("conv(ḡ, W)", "conv(a, ḡ)"),
     kernels=(K.conv2d_grad_input,),
-    emit=lambda args, a: (f"conv2d_grad_input({args[0]}, {args[1]}, {tuple(a['input_hw'])}, {_geometry_args(a)}, "
+    emit=lambda args, a: (f"conv2d_grad_input({args[0]}, {args[1]}, {tuple(a['input_hw'])}, {geometry_args(a)}, "
                           "workspace=state)"),
     vjps=(lambda g, args, out, a: conv2d(g, args[1], a),
           lambda g, args, out, a: conv2d_grad_weight(args[0], g, args[1].shape[2:], a)),
@@ -108,7 +108,7 @@ register(Op(
     name="conv2d_grad_weight", arity=2, shape=_grad_weight_shape, dtype=same_dtype_as_first, fresh=True,
     local_derivative=("conv(b, ḡ)", "conv_transpose(a, ḡ)"),
     kernels=(K.conv2d_grad_weight,),
-    emit=lambda args, a: (f"conv2d_grad_weight({args[0]}, {args[1]}, {tuple(a['kernel_hw'])}, {_geometry_args(a)}, "
+    emit=lambda args, a: (f"conv2d_grad_weight({args[0]}, {args[1]}, {tuple(a['kernel_hw'])}, {geometry_args(a)}, "
                           "workspace=state)"),
     vjps=(lambda g, args, out, a: conv2d(args[1], g, a),
           lambda g, args, out, a: conv2d_grad_input(args[0], g, args[1].shape[2:], a)),
@@ -161,7 +161,7 @@ def _pool_attrs(a):
     return {k: pair(a[k]) for k in ("kernel", "stride", "padding")}
 
 
-def _pool_args(a):
+def pool_args(a):
     return f"{pair(a['kernel'])}, {pair(a['stride'])}, {pair(a['padding'])}"
 
 
@@ -201,7 +201,7 @@ POOL_TEST = {"kernel": (2, 3), "stride": (2, 2), "padding": (1, 1)}
 register(Op(
     name="maxpool2d", arity=1, shape=_pool_shape, dtype=same_dtype_as_first, kernels=(K.maxpool2d,),
     local_derivative=("ḡ to each window's arg-max",),
-    emit=lambda args, a: f"maxpool2d({args[0]}, {_pool_args(a)})",
+    emit=lambda args, a: f"maxpool2d({args[0]}, {pool_args(a)})",
     # the forward output `out` rides along so the backward does not recompute the maxima
     vjps=(lambda g, args, out, a: g.graph.apply("maxpool2d_grad", [g, args[0], out], _pool_attrs(a)),),
     domain=("distinct",), test_shapes=((2, 2, 5, 6),), test_attrs=POOL_TEST,
@@ -211,7 +211,7 @@ register(Op(
     name="maxpool2d_grad", arity=3, shape=_maxpool_grad_shape, dtype=same_dtype_as_first,
     local_derivative=("ḡ read at each window's arg-max", None, None),
     kernels=(K.maxpool2d_grad,),
-    emit=lambda args, a: f"maxpool2d_grad({args[0]}, {args[1]}, {_pool_args(a)}, {args[2]})",
+    emit=lambda args, a: f"maxpool2d_grad({args[0]}, {args[1]}, {pool_args(a)}, {args[2]})",
     vjps=(lambda g, args, out, a: g.graph.apply("maxpool2d_gather", [g, args[1], args[2]], _pool_attrs(a)),
           None, None),
     domain=("real", "distinct", "real"), test_shapes=((2, 2, 3, 3), (2, 2, 5, 6), (2, 2, 3, 3)),
@@ -223,7 +223,7 @@ register(Op(
     name="maxpool2d_gather", arity=3, shape=_gather_shape, dtype=same_dtype_as_first,
     local_derivative=("ḡ to each window's arg-max", None, None),
     kernels=(K.maxpool2d_gather_at,),
-    emit=lambda args, a: f"maxpool2d_gather_at({args[0]}, {args[1]}, {args[2]}, {_pool_args(a)})",
+    emit=lambda args, a: f"maxpool2d_gather_at({args[0]}, {args[1]}, {args[2]}, {pool_args(a)})",
     vjps=(lambda g, args, out, a: g.graph.apply("maxpool2d_grad", [g, args[1], args[2]], _pool_attrs(a)),
           None, None),
     domain=("real", "distinct", "real"), test_shapes=((2, 2, 5, 6), (2, 2, 5, 6), (2, 2, 3, 3)),
@@ -233,7 +233,7 @@ register(Op(
 register(Op(
     name="avgpool2d", arity=1, shape=_pool_shape, dtype=same_dtype_as_first, kernels=(K.avgpool2d,),
     local_derivative=("ḡ/k² spread over each window",),
-    emit=lambda args, a: f"avgpool2d({args[0]}, {_pool_args(a)})",
+    emit=lambda args, a: f"avgpool2d({args[0]}, {pool_args(a)})",
     vjps=(lambda g, args, out, a: g.graph.apply("avgpool2d_grad", [g], {**_pool_attrs(a),
                                                                         "input_hw": tuple(args[0].shape[2:])}),),
     test_shapes=((2, 2, 5, 6),), test_attrs=POOL_TEST,
@@ -251,7 +251,7 @@ register(Op(
     name="avgpool2d_grad", arity=1, shape=_avgpool_grad_shape, dtype=same_dtype_as_first,
     local_derivative=("avgpool(ḡ)",),
     kernels=(K.avgpool2d_grad,),
-    emit=lambda args, a: f"avgpool2d_grad({args[0]}, {tuple(a['input_hw'])}, {_pool_args(a)})",
+    emit=lambda args, a: f"avgpool2d_grad({args[0]}, {tuple(a['input_hw'])}, {pool_args(a)})",
     vjps=(lambda g, args, out, a: g.graph.apply("avgpool2d", [g], _pool_attrs(a)),),
     test_shapes=((2, 2, 3, 3),), test_attrs={**POOL_TEST, "input_hw": (5, 6)},
     doc="the vjp of avgpool2d: each window's gradient spread evenly over it",

@@ -273,7 +273,7 @@ def _getitem_shape(shapes, attrs):
     return tuple(out)
 
 
-def _emit_index(index):
+def emit_index(index):
     return "(" + ", ".join(f"slice{item[1:]}" if isinstance(item, tuple) else str(item) for item in index) + ",)"
 
 
@@ -288,7 +288,7 @@ register(Op(
     name="scatter", arity=2, shape=lambda s, a: s[1], dtype=same_dtype_as_first, kernels=(helpers.scatter_into_zeros,),
     local_derivative=("ḡ[index]", None),
     # the cotangent may be a Python float (the seed of a scalar output): give it the step's float dtype
-    emit=lambda args, a: f"scatter_into_zeros(np.asarray({args[0]}, F), {args[1]}, {_emit_index(a['index'])})",
+    emit=lambda args, a: f"scatter_into_zeros(np.asarray({args[0]}, F), {args[1]}, {emit_index(a['index'])})",
     vjps=(lambda g, args, out, a: g[tuple(_as_index(a["index"]))], None),
     doc="the vjp of getitem: a written into zeros shaped like b", test_shapes=((2,), (3, 4)),
     test_attrs={"index": (("slice", 1, None, None), 2)},
