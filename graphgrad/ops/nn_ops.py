@@ -72,7 +72,7 @@ def _batch_norm_stats_vjp(g, args, out, attrs):
 register(Op(
     name="batch_norm_stats", arity=1, shape=_batch_norm_stats_shape, dtype=same_dtype_as_first,
     local_derivative=("(ḡ_μ + 2(x − μ)·ḡ_σ²)/m",),
-    kernels=(nn_kernels.batch_norm_stats,), emit=lambda args, a: f"batch_norm_stats({args[0]}, state)",
+    kernels=(nn_kernels.batch_norm_stats, helpers.work_array), emit=lambda args, a: f"batch_norm_stats({args[0]}, state)",
     vjps=(_batch_norm_stats_vjp,), test_shapes=((4, 3, 2, 2),), fresh=True,
     doc="rows (mean, biased variance) per channel (axis 1), over every other axis",
 ))
