@@ -210,6 +210,22 @@ def test_second_derivative_of_an_auto_lowered_long_sequence_matches_torch():
     np.testing.assert_allclose(grads["rec.b_ih"], module.bias_ih_l0.grad.numpy(), atol=1e-9, rtol=1e-7)
 
 
+def test_second_derivative_through_two_stacked_loops():
+    """Each first derivative is re-derived through its own layer's expansion, the upper layer's first."""
+    results = []
+    for lowering in ("unrolled", "loop"):
+        g = gg.Graph("stacked")
+        x = g.input("x", (2, 4, I), dtype="float64")
+        h = gg.nn.LSTM(H, return_sequences=True, lowering=lowering, name="lower")(x)
+        loss = (gg.nn.GRU(H, lowering=lowering, name="upper")(h) ** 2).sum()
+        (gx,) = gg.grad(loss, [x])
+        second = gg.grad((gx * gx).sum(), g.params + [x])
+        feeds = {"x": np.random.default_rng(8).normal(size=(2, 4, I))}
+        results.append(gg.compile(second, dtype="float64")(g.init_params(seed=9), **feeds))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, atol=1e-10, rtol=1e-9)
+
+
 def test_third_derivative_through_the_loop():
     results = []
     for lowering in ("unrolled", "loop"):
