@@ -1,5 +1,6 @@
 """graphgrad in the benchmark suite: the tiny `graphgrad bench` run, and gradients against the references."""
 import copy
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,17 +18,24 @@ WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
 
 
 def test_bench_command_runs_every_workload_tiny(tmp_path):
-    """`graphgrad bench` in a tiny configuration: one step each, correctness only (no timing asserted)."""
+    """`graphgrad bench` in a tiny configuration: one step each, correctness only (no timing asserted);
+    every system's row, the floor's included, has the JSON fields the docs table reads."""
+    systems = ["numpy", "graphgrad"] + (["torch"] if importlib.util.find_spec("torch") else [])
     cmd = [sys.executable, "-m", "graphgrad.cli", "bench", "--only", ",".join(WORKLOADS), "--small",
-           "--processes", "1", "--steps", "1", "--warmup", "0", "--systems", "numpy,graphgrad", "--json"]
+           "--processes", "1", "--steps", "1", "--warmup", "0", "--systems", ",".join(systems), "--json"]
     env = dict(os.environ, GRAPHGRAD_CACHE=str(tmp_path))
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    out = json.loads(r.stdout)  # nothing else on stdout
     assert "dropped" not in r.stderr, r.stderr  # every first loss agreed with the reference to 1e-4
+    assert set(out) == {"rows", "compile"} and out["compile"] == {}
     got = {(row["workload"], row["system"]) for row in out["rows"]}
     for wl in WORKLOADS:
-        assert (wl, "graphgrad") in got and (wl, "numpy") in got, (wl, r.stderr)
+        for system in systems + ["floor"]:
+            assert (wl, system) in got, (wl, system, r.stderr)
+    for row in out["rows"]:
+        assert set(row) == {"workload", "system", "ms_median", "ms_min", "peak_mb"}
+        assert row["ms_median"] >= row["ms_min"] > 0
 
 
 def test_compile_rows_for_graphgrad(tmp_path):

@@ -1,4 +1,6 @@
 """Code generation: fused elementwise nodes written by ufunc chains into reused buffers."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -64,21 +66,25 @@ def test_fused_nodes_write_into_their_buffer_without_temporaries():
 
 
 # -- the generated module as a text people read -----------------------------------------------------------
-def _modules():
-    """Training steps and forward functions of every model the examples and benchmarks build."""
+@functools.lru_cache(maxsize=None)
+def _modules() -> tuple:
+    """(name, source) of the training steps and forward functions of every model the examples and
+    benchmarks build; compiled once for the tests that read them."""
     from benchmarks.graphgrad_system import build_graph
     from benchmarks.reference import make_workload
 
+    modules = []
     for name in ("mlp", "cnn", "resnet", "unet", "rnn", "lstm", "gru"):
         g, loss, logits = getattr(gg.models, name)()
-        yield name, gg.compile(loss, optimizer=gg.optim.Adam(lr=1e-3)).source
-        yield f"{name} forward", gg.compile(logits, training=False).source
+        modules.append((name, gg.compile(loss, optimizer=gg.optim.Adam(lr=1e-3)).source))
+        modules.append((f"{name} forward", gg.compile(logits, training=False).source))
     for workload in ("W1", "W2", "W3", "W4", "W5"):
         params, data = make_workload(workload, small=True)
         g, loss, _ = build_graph(workload, params, {**data, "workload": workload})
-        yield workload, gg.compile(loss, optimizer=gg.optim.SGD(lr=0.01)).source
+        modules.append((workload, gg.compile(loss, optimizer=gg.optim.SGD(lr=0.01)).source))
     g, loss, _ = build_graph("W2", *make_workload("W2", small=True))
-    yield "W2 checked", gg.compile(loss, wrt=g.params, check_finite=True).source
+    modules.append(("W2 checked", gg.compile(loss, wrt=g.params, check_finite=True).source))
+    return tuple(modules)
 
 
 def _top_level(source):
