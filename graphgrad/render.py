@@ -273,15 +273,26 @@ class _Drawing:
         area = lambda size: math.prod(int(d) for d in size.split("×"))  # noqa: E731
         return {"constraint": "false"} if area(size_b) > area(size_a) else {}
 
+    def _flows_down(self, a, b) -> bool:
+        """Whether the gradient flowing from box ``a`` to box ``b`` of a U runs down its mirror image (∂up 32×32
+        -> ∂up 16×16) or along a row (the skip's gradient, ∂up -> ∂down, left to right as `_u_shape` orders
+        the row): such an edge is drawn the way it flows, not reversed."""
+        boxes = set(self.levels.values())
+        if not (a.startswith("∂") and b.startswith("∂") and a[1:] in boxes and b[1:] in boxes):
+            return False
+        area = lambda box: math.prod(int(d) for d in box.rsplit(" ", 1)[-1].split("×"))  # noqa: E731
+        return area(b) <= area(a)
+
     def _u_shape(self, dot, boxes):
-        """Each level of an encoder-decoder on one row: the encoder's box, the decoder's, then the mirror
-        image drawn by their gradients."""
+        """Each level of an encoder-decoder on one row, in the order the pipeline runs: the encoder's box,
+        the decoder's, then the mirror image drawn by their gradients (∂up beside up, ∂down at the far
+        right), so the gradient of the loss enters next to the output and leaves at the far side."""
         rows: dict = {}
         for box in boxes:
             side, size = box.rsplit("/", 1)[-1].split(" ")
             rows.setdefault((box.lstrip("∂").rsplit("/", 1)[0], size), {})[("∂" if box[0] == "∂" else "") + side] = box
         for row in rows.values():
-            ordered = [row[k] for k in ("down", "bottom", "up", "∂down", "∂bottom", "∂up") if k in row]
+            ordered = [row[k] for k in ("down", "bottom", "up", "∂up", "∂bottom", "∂down") if k in row]
             with dot.subgraph() as same:
                 same.attr(rank="same")
                 for a, b in zip(ordered, ordered[1:]):
@@ -468,7 +479,10 @@ class _Drawing:
                 drawn[group].append(n)
                 continue
             drawn[group] = [n]
-            scope = self.scopes[n] if group == n else tuple(group.lstrip("∂").split("/")[:-1])
+            # the gradients of a U's levels sit outside its cluster: Graphviz keeps the order `_u_shape`
+            # asks of a row only between nodes that share no cluster with nodes of other rows' edges
+            scope = (self.scopes[n] if group == n else () if group.startswith("∂") and group[1:] in self.levels.values()
+                     else tuple(group.lstrip("∂").split("/")[:-1]))
             tree.setdefault(scope, []).append(group)
         self.drawn = drawn
         for scope in sorted(tree, key=len):
@@ -549,6 +563,8 @@ class _Drawing:
                 if float(style.get("penwidth", 1)) > float(old.get("penwidth", 1)):
                     old.update(color=style["color"], penwidth=style["penwidth"])
                 continue
+            if self._flows_down(a, b):
+                del style["dir"]
             seen[key] = style | self._level_edge(*((b, a) if style.get("dir") == "back" else (a, b)))
         for (a, b, *_), style in seen.items():
             if style.get("dir") == "back":

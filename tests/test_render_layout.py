@@ -112,6 +112,27 @@ def test_collapsed_unet_is_drawn_as_a_u():
     assert dot.source.count("label=skip") == 3  # the skip (concat) edges, one per level
 
 
+@needs_dot
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_collapsed_unet_backward_reads_in_pipeline_order(depth):
+    _, loss, _ = gg.models.unet(depth=depth)
+    pos = node_positions(layout(gg.render(loss, backward=True, collapse=True)))
+    sizes = [32 // 2 ** k for k in range(depth)]
+    bottom = 32 // 2 ** depth
+    for s in sizes:  # each level one row: down, up, then the mirror image ∂up, ∂down
+        row = [pos[f"{d}unet/{side} {s}×{s}"] for d, side in (("", "down"), ("", "up"), ("∂", "up"), ("∂", "down"))]
+        assert max(y for _, y in row) - min(y for _, y in row) < 1, s
+        assert [x for x, _ in row] == sorted(x for x, _ in row), s
+    for d in ("", "∂"):  # the levels from the top down, the bottom of the U below them all
+        for side in ("down", "up"):
+            heights = [pos[f"{d}unet/{side} {s}×{s}"][1] for s in sizes]
+            assert heights == sorted(heights, reverse=True), (d, side)
+        assert pos[f"{d}unet/bottom {bottom}×{bottom}"][1] < pos[f"{d}unet/down {sizes[-1]}×{sizes[-1]}"][1]
+    forward = max(x for n, (x, _) in pos.items() if n.startswith("unet/"))
+    assert forward < min(x for n, (x, _) in pos.items() if n.startswith("∂"))  # the chain rule beside the net
+    assert pos["∂mean"][0] < min(x for n, (x, _) in pos.items() if n.startswith("∂unet/"))  # enters from the loss
+
+
 def test_unroll_without_a_recurrent_layer_is_a_clear_error():
     _, loss, _ = gg.models.mlp(features=8, hidden=4)
     with pytest.raises(gg.GraphError, match="recurrent layer"):
