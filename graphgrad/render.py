@@ -479,8 +479,8 @@ class _Drawing:
                 drawn[group].append(n)
                 continue
             drawn[group] = [n]
-            # the gradients of a U's levels sit outside its cluster: Graphviz keeps the order `_u_shape`
-            # asks of a row only between nodes that share no cluster with nodes of other rows' edges
+            # the gradients of a U's levels sit outside its cluster: inside it Graphviz broke the row order
+            # `_u_shape` asks for (the top row came out up, ∂up, down, ∂down)
             scope = (self.scopes[n] if group == n else () if group.startswith("∂") and group[1:] in self.levels.values()
                      else tuple(group.lstrip("∂").split("/")[:-1]))
             tree.setdefault(scope, []).append(group)
