@@ -82,16 +82,26 @@ def render(target, backward: bool = False, grads=None, rankdir: str = "TB", *, u
       every node v the gradient flows through, and for every argument u of v an edge
       ∂L/∂v → ∂L/∂u labelled by the local derivative ∂v/∂u from v's op (``notation="latex"``
       for LaTeX text instead of Unicode).
-    - ``grads`` (name -> array, e.g. the grads a compiled step returns) colours
-      those nodes and the backward edges into their gradients by magnitude.
+    - ``grads`` colours the gradients and the backward edges into them by magnitude (mean |ḡ|, on a
+      log scale, light to dark; the pen widens with it), given either of:
+
+      * the values to evaluate at, ``{**params, **feeds}`` (as ``check=`` takes them; told apart by
+        naming the graph's inputs): the gradient of ``target`` at every node the chain rule draws is
+        computed, so a vanishing gradient shows along the whole chain (through time too, in an
+        unrolled RNN);
+      * gradients by node name, e.g. the grads dict ``gg.compile(loss, wrt=g.params)(params, **feeds)``
+        returns: those nodes are coloured.
     - ``collapse=True`` draws each layer as one box (``collapse=2``: nested layers too);
       boxes keep the annotations of what they hold (largest |ḡ|, worst error, highlight).
     - ``formulas=True`` adds the SymPy formula of elementwise and fused nodes.
     - ``highlight="fc1.W"`` marks the path from that param to the target.
     - ``check={**feeds, **params}`` compares every node's compiled gradient
       with finite differences and colours nodes by relative error.
-    - ``unroll=True`` draws a recurrent net through time as a textbook does (`render_bptt`):
-      ``grads`` are then the per-step norms of ∂L/∂h_t, ``expand=True`` opens one LSTM cell.
+    - ``unroll=True`` draws a recurrent net through time as a textbook does (`render_bptt`),
+      ``expand=True`` opens one LSTM cell; ``grads`` there gives the norms ‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖)
+      of every step: ``{**params, **feeds}`` to compute them at, or the norms themselves
+      (`gradient_norms_over_time`'s array, or ``{"h": ..., "c": ...}``); a compiled step's grads
+      alone name the shared weights' gradients only.
     - a Compiled draws its graph before the passes (forward, the gradient ops autodiff
       added, and the optimizer's update rule); ``optimized=True`` draws it after them.
 
@@ -114,6 +124,8 @@ def render(target, backward: bool = False, grads=None, rankdir: str = "TB", *, u
     if backward and isinstance(target, Tensor):
         drawing.chain_rule(target.node)
     drawing.mark_path(graph, target, highlight)
+    if grads is not None and holds_feeds(graph, grads):
+        grads = drawing.gradients_at(target, grads)
     drawing.magnitudes(grads or {})
     drawing.errors = errors
     return drawing.to_dot(rankdir, **options)
@@ -167,6 +179,26 @@ def chain_rule_edges(graph, target: str, nodes) -> list:
             if u in on_path and op.vjp(index) is not None:
                 edges.append((v, u, index))
     return edges
+
+
+def holds_feeds(graph, values) -> bool:
+    """Whether ``values`` (a mapping) names an input of ``graph``: values to evaluate at, not gradients."""
+    return isinstance(values, dict) and any(graph.nx.nodes.get(k, {}).get("op") == "input" for k in values)
+
+
+def gradients_at(target: Tensor, nodes, values: dict, graph=None) -> dict:
+    """{node: ∂target/∂node} at ``values`` (``{**params, **feeds}``), for nodes of ``graph`` (target's graph
+    unless given: a drawing's copy of it, e.g. a recurrent net unrolled), each the total derivative."""
+    from .runtime import compile
+
+    if not isinstance(target, Tensor):
+        raise GraphError("grads={**params, **feeds} needs a loss Tensor to differentiate")
+    work = (graph or target.graph).copy()
+    grads = grad(work.tensor(target.node), [work.tensor(n) for n in nodes])
+    kind = {k: work.nx.nodes.get(k, {}).get("op") for k in values}
+    params = {k: v for k, v in values.items() if kind[k] == "param"}
+    feeds = {k: v for k, v in values.items() if kind[k] == "input"}
+    return dict(zip(nodes, compile(grads)(params, **feeds)))
 
 
 def _grad_id(v: str) -> str:
@@ -308,9 +340,21 @@ class _Drawing:
         path = (nx.descendants(self.nx, start) | {start}) & (nx.ancestors(self.nx, target.node) | {target.node})
         self.path = {n for n in self.order if n in path or self.grad_of.get(n) in path}
 
+    def gradients_at(self, target, values) -> dict:
+        """The gradient at ``values`` of every node the chain rule draws, by its drawn ∂L/∂v (and of each
+        param by its name as well, as a compiled step's grads name them); without the chain rule, of the
+        params drawn."""
+        mirrored = {d: v for d, v in self.grad_of.items() if d not in self.nx}
+        params = [n for n in self.order if n in self.nx and self.nx.nodes[n]["op"] == "param"
+                  and self.nx.nodes[n]["attrs"].get("trainable", True) and (not mirrored or _grad_id(n) in mirrored)]
+        at = gradients_at(target, list(dict.fromkeys([*mirrored.values(), *params])), values)
+        return {d: at[v] for d, v in mirrored.items()} | {p: at[p] for p in params}
+
     def magnitudes(self, grads):
-        """Colour each named node, and the gradient nodes made for it, by mean |gradient| on a log scale."""
-        logs = {n: math.log10(float(np.abs(v).mean()) + 1e-30) for n, v in grads.items() if n in self.nx}
+        """Colour each named node (a drawn ∂L/∂v too), and the gradient nodes made for it, by mean
+        |gradient| on a log scale."""
+        logs = {n: math.log10(float(np.abs(v).mean()) + 1e-30) for n, v in grads.items()
+                if n in self.nx or n in self.grad_of}
         if not logs:
             return
         lo, hi = min(logs.values()), max(logs.values())

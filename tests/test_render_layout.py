@@ -76,6 +76,73 @@ def test_unrolled_gradients_run_right_to_left_with_local_derivatives_and_norms()
     assert not drawn & {"rec.W_ih", "rec.W_hh", "rec.b_ih", "rec.b_hh"}  # no edge across the steps
 
 
+def _backward_edges(laid, lane):
+    """{t: attributes} of the drawn backward edge ∂L/∂{lane}_t -> ∂L/∂{lane}_t−1 (tail at t−1, dir=back)."""
+    names = {o["_gvid"]: o["name"] for o in laid["objects"]}
+    edges = {}
+    for e in laid["edges"]:
+        tail, head = names[e["tail"]], names[e["head"]]
+        if e.get("style") != "invis" and re.fullmatch(rf"d{lane}_t\d+", tail) and re.fullmatch(rf"d{lane}_t\d+", head):
+            edges[int(head.removeprefix(f"d{lane}_t"))] = e
+    return edges
+
+
+def vanishing(layer_class, lowering):
+    """A recurrent net whose gradient vanishes back in time: small recurrent weights."""
+    g, loss, layer = recurrent(layer_class, lowering)
+    params = g.init_params(seed=0)
+    params["rec.W_hh"] *= 0.2
+    rng = np.random.default_rng(0)
+    return g, loss, layer, params, {"x": rng.normal(size=(6, T, 3)), "y": np.array([0, 1, 0, 1, 1, 0])}
+
+
+@needs_dot
+@pytest.mark.parametrize("layer_class", [gg.nn.RNN, gg.nn.LSTM, gg.nn.GRU])
+@pytest.mark.parametrize("lowering", ["loop", "unrolled"])
+def test_unrolled_grads_from_params_and_feeds_fade_back_in_time(layer_class, lowering):
+    from graphgrad.render_bptt import MAGNITUDE
+
+    g, loss, layer, params, feeds = vanishing(layer_class, lowering)
+    laid = layout(gg.render(loss, backward=True, unroll=True, grads={**params, **feeds}))
+    edges = _backward_edges(laid, "h")
+    assert sorted(edges) == list(range(1, T))
+    widths = [float(edges[t]["penwidth"]) for t in range(1, T)]
+    shades = [MAGNITUDE.index(edges[t]["color"]) for t in range(1, T)]
+    assert widths == sorted(widths) and widths[0] < widths[-1]  # thinner the further back in time
+    assert shades == sorted(shades) and shades[0] < shades[-1]  # and lighter
+    labels = {o["name"]: o["label"] for o in laid["objects"] if "label" in o}
+    norms = gg.nn.gradient_norms_over_time(loss, layer, params, feeds)  # the same numbers
+    for t in range(T):
+        assert f"‖∂L/∂h_{t}‖ = {norms[t]:.2e}" in labels[f"dh_t{t}"]
+    assert "‖∂L/∂W‖" in labels["rec.W_hh"]
+
+
+@needs_dot
+def test_unrolled_grads_of_a_compiled_step_name_the_shared_weights():
+    g, loss, _, params, feeds = vanishing(gg.nn.RNN, "loop")
+    _, grads = gg.compile(loss, wrt=g.params)(params, **feeds)
+    laid = layout(gg.render(loss, backward=True, unroll=True, grads=grads))
+    labels = {o["name"]: o["label"] for o in laid["objects"] if "label" in o}
+    assert f"‖∂L/∂W‖ = {np.linalg.norm(grads['rec.W_hh']):.2e}" in labels["rec.W_hh"]
+    assert not any("‖∂L/∂h" in label for label in labels.values())  # no step's gradient to show
+
+
+@needs_dot
+def test_chain_rule_grads_from_params_and_feeds_fade_back_in_time():
+    from graphgrad.render import MAGNITUDE
+
+    g, loss, layer, params, feeds = vanishing(gg.nn.RNN, "unrolled")
+    laid = layout(gg.render(loss, backward=True, grads={**params, **feeds}))
+    nodes = {o["name"]: o for o in laid["objects"]}
+    names = {o["_gvid"]: o["name"] for o in laid["objects"]}
+    shades = [MAGNITUDE.index(nodes[f"∂{h.node}"]["fillcolor"]) for h in layer.hidden_states]
+    assert shades == sorted(shades) and shades[0] < shades[-1]  # ∂L/∂h_t lighter back in time
+    # the edges that deliver ∂L/∂h_t (drawn reversed, from it) thinner too
+    widths = [max(float(e.get("penwidth", 1)) for e in laid["edges"]
+                  if names[e["tail"]] == f"∂{h.node}" and e.get("dir") == "back") for h in layer.hidden_states]
+    assert widths == sorted(widths) and widths[0] < widths[-1]
+
+
 @needs_dot
 def test_expand_draws_one_lstm_cell_with_its_gates():
     _, loss, _ = recurrent(gg.nn.LSTM)
