@@ -8,8 +8,10 @@ flows through, and for each argument u of v a dashed edge ∂L/∂v → ∂L/∂
 the local derivative ∂v/∂u in closed form, from v's registry entry (its SymPy formula,
 or its ``local_derivative``), the text `explain` prints.  Backward edges are laid out
 reversed (``dir=back``), so the gradient flows up the picture.  A compiled step is
-drawn as built: the gradient ops autodiff added, and the optimizer's update with its
-hyper-parameters (lr = 0.01) and state (momentum of fc1.W) named.  `Drawing.save`
+drawn as built: the gradient ops autodiff added (the edge by which ∂L/∂v enters v's vjp
+labelled by the same local derivative, and the node it makes named for the gradient it
+holds, ∂L/∂fc1.W), and the optimizer's update with its hyper-parameters (lr = 0.01) and
+state (momentum of fc1.W) named.  `Drawing.save`
 writes .svg, .png, .pdf or .dot, as the file name says.
 """
 from __future__ import annotations
@@ -218,6 +220,7 @@ class _Drawing:
         self.order = topological_order(graph, nodes)
         self.collapse, self.formulas, self.notation = collapse, formulas, notation
         self.path, self.errors, self.colour, self.labelled = set(), {}, {}, set()
+        self._exits = {}  # a node -> the nodes its vjp made that carry gradients out (`_vjp_exits`)
         self.grad_of = {n: self.nx.nodes[n]["grad_of"] for n in self.order
                         if self.nx.nodes[n].get("grad_of") is not None}
         self.chain, self.seed, self.final = [], None, {}  # chain-rule edges, ∂L/∂L, ∂L/∂param -> param
@@ -377,7 +380,7 @@ class _Drawing:
     def label(self, n) -> str:
         data = self.data(n)
         if n in self.nx and self.is_grad(n):
-            name = n.split("/")[-1]
+            name = self._carries(n) or n.split("/")[-1]
         elif self.is_grad(n):
             name = f"∂L/∂{self.short(self.grad_of[n])}" + (" = 1" if n == self.seed else "")
         else:
@@ -399,7 +402,7 @@ class _Drawing:
             lines = [f"{hyper} = {value}" if hyper else value]
         elif data["op"] == "state" and not self.is_grad(n):
             lines = [_state_name(n), f"state {_shape(data['shape'])}"]
-        if self.formulas and get_op(data["op"]).elementwise and data["op"] != "const":
+        if self.formulas and n in self.nx and get_op(data["op"]).elementwise and data["op"] != "const":
             lines.append("= " + _short(symbolic.unicode(self._formula(n)), 60))
         if n in self.colour:
             lines.append(f"|ḡ| = {self.colour[n][1]:.2e}")
@@ -429,16 +432,57 @@ class _Drawing:
         return symbolic.local_text(data["op"], len(args), data["attrs"], index, self.notation, names)
 
     def edge_label(self, u, v) -> str | None:
-        """In a compiled step's graph: ∂w/∂x on the edge that carries ∂L/∂w (made by w's vjp) into the
-        gradient of x, an argument of w."""
-        w, x = self.grad_of.get(u), self.grad_of.get(v)
-        if w is None or x is None or w == x or w not in self.nx or (w, x) in self.labelled:
+        """In a compiled step's graph: ∂w/∂x on the edge that carries ∂L/∂w (or the seed) into the nodes w's
+        vjp made (v) towards the gradient of x, an argument of w; once per argument."""
+        w = self.grad_of.get(v)
+        if w is None or w not in self.nx or (self.grad_of.get(u) == w and not self._is_seed(u)):
             return None
-        self.labelled.add((w, x))  # once per chain-rule step, though several nodes may read ∂L/∂w
-        args = self.graph.args(w)
-        texts = [self.local_text(w, i) for i, a in enumerate(args) if a == x and get_op(
-            self.nx.nodes[w]["op"]).vjp(i) is not None]
+        fed = self._vjp_exits(w)
+        indices = sorted({i for n in nx.descendants(self.nx, v) | {v} if n in fed for i in fed[n]}
+                         - {i for o, i in self.labelled if o == w})
+        self.labelled |= {(w, i) for i in indices}
+        texts = [self.local_text(w, i) for i in indices]
         return _short(" + ".join(dict.fromkeys(texts)), 48) if texts else None
+
+    def _carries(self, n) -> str | None:
+        """What a node of a compiled step's backward pass that leaves its vjp holds, by name: ∂L/∂x for the
+        argument x of the node it differentiates, or a part of it when x feeds several nodes."""
+        w = self.grad_of[n]
+        if w not in self.nx or self.nx.nodes[w]["op"] == "output":
+            return None
+        indices = self._vjp_exits(w).get(n)
+        if not indices:
+            return None
+        xs = dict.fromkeys(self.graph.args(w)[i] for i in indices)
+        whole = len(xs) == 1 and self._parts(next(iter(xs))) == 1
+        return ("" if whole else "part of ") + ", ".join(f"∂L/∂{self.short(x)}" for x in xs)
+
+    def _parts(self, x) -> int:
+        """How many contributions to ∂L/∂x the vjps of x's consumers make (they are added up)."""
+        return sum(self.graph.args(v)[i] == x for v in set(self.nx.successors(x))
+                   for indices in self._vjp_exits(v).values() for i in indices)
+
+    def _vjp_exits(self, w) -> dict:
+        """The nodes w's vjp made that leave it (its contributions), each with the indices of the arguments
+        of w whose gradient it is: told by where it goes (the vjp of that argument, or its gradient
+        output), else by its shape."""
+        if w in self._exits:
+            return self._exits[w]
+        group = {n for n, o in self.grad_of.items() if o == w and n in self.nx}
+        args, op = self.graph.args(w), get_op(self.nx.nodes[w]["op"])
+        differentiable = [i for i in range(len(args)) if op.vjp(i) is not None]
+        exits = {}
+        for n in group:
+            outside = [s for s in self.nx.successors(n) if s not in group]
+            if not outside or self._is_seed(n):
+                continue
+            to = {self.grad_of.get(s) for s in outside} | {
+                self.nx.nodes[s]["attrs"].get("key", "").removeprefix("grad:") for s in outside
+                if self.nx.nodes[s]["op"] == "output"}
+            exits[n] = ([i for i in differentiable if args[i] in to]
+                        or [i for i in differentiable if self.nx.nodes[args[i]]["shape"] == self.nx.nodes[n]["shape"]])
+        self._exits[w] = exits
+        return exits
 
     # -- styles -------------------------------------------------------------
     def node_style(self, n) -> dict:

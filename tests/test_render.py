@@ -132,6 +132,36 @@ def test_conv_pool_and_batch_norm_edges_are_labelled():
         assert text in source, text
 
 
+def test_compiled_step_labels_every_vjp_with_its_local_derivative():
+    from graphgrad.autodiff import topological_order
+    from graphgrad.render import _Drawing, chain_rule_edges
+
+    g = gg.Graph("c")
+    x = g.input("x", (None, 1, 6, 6))
+    h = gg.nn.MaxPool2D(2, name="pool")(gg.relu(gg.nn.Conv2D(2, 3, padding=1, name="conv")(x)))
+    h = gg.nn.Dense(3, activation="tanh", name="fc")(gg.nn.Flatten()(h))
+    loss = gg.softmax_cross_entropy(h, g.input("y", (None,), dtype="int64"))
+    step = gg.compile(loss, wrt=g.params)
+    source = gg.render(step).source
+    graph = step.derived_graph  # as compiled: the rewrites before differentiation done
+    forward = [n for n in graph.nx if graph.nx.nodes[n].get("grad_of") is None]
+    drawn = _Drawing(graph, forward)
+    steps = chain_rule_edges(graph, loss.node, topological_order(graph, forward))
+    assert {graph.nx.nodes[v]["op"] for v, _, _ in steps} >= {"matmul", "conv2d", "maxpool2d", "reshape"}
+    for v, u, i in steps:  # the chain rule's every step has its local derivative on an edge
+        assert drawn.local_text(v, i) in source, (v, u)
+    # a matmul's vjp is named for the gradient it makes, not "matmul"; the edge ḡ enters it by says how
+    assert re.search(r'"grad/fc/matmul/matmul_1" \[label="∂L/∂fc\.W\nmatmul \(\d+, 3\)"', source)
+    assert re.search(r'"grad/fc/matmul/matmul_1" -> "[^"]+" \[label="[^"]*ᵀ·ḡ"', source)
+    assert "ḡ·fc.Wᵀ" in source
+
+
+def test_formulas_in_the_chain_rule_drawing():
+    g, loss = sigmoid_net()
+    source = gg.render(loss, backward=True, formulas=True).source
+    assert "= σ(matmul)" in source and "σ(x)(1 − σ(x))" in source
+
+
 def test_repeated_argument_draws_two_labelled_edges():
     g = gg.Graph()
     x = g.input("x", (3,))
