@@ -569,7 +569,8 @@ class _Drawing:
             drawn[group] = [n]
             # the gradients of a U's levels sit outside its cluster: inside it Graphviz broke the row order
             # `_u_shape` asks for (the top row came out up, ∂up, down, ∂down)
-            scope = (self.scopes[n] if group == n else () if group.startswith("∂") and group[1:] in self.levels.values()
+            level_gradient = group.startswith("∂") and group[1:] in self.levels.values()
+            scope = (self.scopes[n] if group == n else () if level_gradient
                      else tuple(group.lstrip("∂").split("/")[:-1]))
             tree.setdefault(scope, []).append(group)
         self.drawn = drawn

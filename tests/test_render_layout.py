@@ -187,7 +187,7 @@ def test_collapsed_unet_backward_reads_in_pipeline_order(depth):
     sizes = [32 // 2 ** k for k in range(depth)]
     bottom = 32 // 2 ** depth
     for s in sizes:  # each level one row: down, up, then the mirror image ∂up, ∂down
-        row = [pos[f"{d}unet/{side} {s}×{s}"] for d, side in (("", "down"), ("", "up"), ("∂", "up"), ("∂", "down"))]
+        row = [pos[f"{box} {s}×{s}"] for box in ("unet/down", "unet/up", "∂unet/up", "∂unet/down")]
         assert max(y for _, y in row) - min(y for _, y in row) < 1, s
         assert [x for x, _ in row] == sorted(x for x, _ in row), s
     for d in ("", "∂"):  # the levels from the top down, the bottom of the U below them all
