@@ -198,7 +198,8 @@ def gradients_at(target: Tensor, nodes, values: dict, graph=None) -> dict:
     work = (graph or target.graph).copy()
     grads = grad(work.tensor(target.node), [work.tensor(n) for n in nodes])
     kind = {k: work.nx.nodes.get(k, {}).get("op") for k in values}
-    params = {k: v for k, v in values.items() if kind[k] == "param"}
+    # copies: a training call updates running statistics in place, and drawing must not
+    params = {k: np.array(v) for k, v in values.items() if kind[k] == "param"}
     feeds = {k: v for k, v in values.items() if kind[k] == "input"}
     return dict(zip(nodes, compile(grads)(params, **feeds)))
 
@@ -356,14 +357,12 @@ class _Drawing:
     def magnitudes(self, grads):
         """Colour each named node (a drawn ∂L/∂v too), and the gradient nodes made for it, by mean
         |gradient| on a log scale."""
-        logs = {n: math.log10(float(np.abs(v).mean()) + 1e-30) for n, v in grads.items()
-                if n in self.nx or n in self.grad_of}
-        if not logs:
-            return
-        lo, hi = min(logs.values()), max(logs.values())
-        for n, value in logs.items():
-            step = 0 if hi - lo < 1e-9 else (value - lo) / (hi - lo)
-            self.colour[n] = (MAGNITUDE[round(step * (len(MAGNITUDE) - 1))], 10 ** value)
+        means = {n: float(np.abs(v).mean()) for n, v in grads.items() if n in self.nx or n in self.grad_of}
+        logs = [math.log10(m) for m in means.values() if m > 0]  # an exact zero (a branch not taken) is
+        lo, hi = min(logs, default=0), max(logs, default=0)      # the lightest, and stretches no scale
+        for n, mean in means.items():
+            step = 0 if hi - lo < 1e-9 or mean == 0 else (math.log10(mean) - lo) / (hi - lo)
+            self.colour[n] = (MAGNITUDE[round(step * (len(MAGNITUDE) - 1))], mean)
         for g, p in self.final.items():
             if p in self.colour:
                 self.colour[g] = self.colour[p]

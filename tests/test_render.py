@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import graphgrad as gg
+from graphgrad.render import MAGNITUDE
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot binary not installed")
 
@@ -64,6 +65,11 @@ def test_highlight_grads_and_rankdir():
     assert "|ḡ| = 1.00e-06" in coloured and "|ḡ| = 1.00e+00" in coloured
     widths = {w: float(re.search(rf'"∂{w}" -> [^\n]*penwidth=([\d.]+)', coloured).group(1)) for w in grads}
     assert widths["fc1.W"] < widths["fc2.W"]  # the vanishing gradient is drawn thin
+    grads["fc1.b"] = np.zeros(4)  # a branch not taken: the lightest, without squeezing the others' scale
+    coloured = gg.render(loss, backward=True, grads=grads).source
+    fills = {w: re.search(rf'^\s*"{w}" \[[^\]]*fillcolor="([^"]+)"', coloured, re.M).group(1) for w in grads}
+    assert "|ḡ| = 0.00e+00" in coloured
+    assert fills["fc1.b"] == fills["fc1.W"] == MAGNITUDE[0] and fills["fc2.W"] == MAGNITUDE[-1]
 
 
 def test_gradient_check_colours_nodes_by_relative_error():
