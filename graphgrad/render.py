@@ -11,8 +11,8 @@ reversed (``dir=back``), so the gradient flows up the picture.  A compiled step 
 drawn as built: the gradient ops autodiff added (the edge by which ∂L/∂v enters v's vjp
 labelled by the same local derivative, and the node it makes named for the gradient it
 holds, ∂L/∂fc1.W), and the optimizer's update with its hyper-parameters (lr = 0.01) and
-state (momentum of fc1.W) named.  `Drawing.save`
-writes .svg, .png, .pdf or .dot, as the file name says.
+state (momentum of fc1.W) named.  `Drawing.save` writes .svg, .png, .pdf or .dot, as the
+file name says.
 """
 from __future__ import annotations
 
@@ -436,9 +436,11 @@ class _Drawing:
         w = self.grad_of.get(v)
         if w is None or w not in self.nx or (self.grad_of.get(u) == w and not self._is_seed(u)):
             return None
-        fed = self._vjp_exits(w)
-        indices = sorted({i for n in nx.descendants(self.nx, v) | {v} if n in fed for i in fed[n]}
-                         - {i for o, i in self.labelled if o == w})
+        fed, reach, todo = self._vjp_exits(w), {v}, [v]
+        while todo:  # the nodes of w's vjp that v leads to
+            todo += [s for s in self.nx.successors(todo.pop()) if self.grad_of.get(s) == w and s not in reach]
+            reach.update(todo)
+        indices = sorted({i for n in reach if n in fed for i in fed[n]} - {i for o, i in self.labelled if o == w})
         self.labelled |= {(w, i) for i in indices}
         texts = [self.local_text(w, i) for i in indices]
         return _short(" + ".join(dict.fromkeys(texts)), 48) if texts else None
