@@ -95,7 +95,8 @@ def render(target, backward: bool = False, grads=None, rankdir: str = "TB", *, u
         returns: those nodes are coloured.
     - ``collapse=True`` draws each layer as one box (``collapse=2``: nested layers too);
       boxes keep the annotations of what they hold (largest |ḡ|, worst error, highlight).
-    - ``formulas=True`` adds the SymPy formula of elementwise and fused nodes.
+    - ``formulas=True`` adds the SymPy formula of elementwise and fused nodes, and in a compiled
+      step the textbook form of what a structural op's vjp makes (∂L/∂fc1.W = xᵀ·ḡ).
     - ``highlight="fc1.W"`` marks the path from that param to the target.
     - ``check={**feeds, **params}`` compares every node's compiled gradient
       with finite differences and colours nodes by relative error.
@@ -401,7 +402,10 @@ class _Drawing:
             lines = [f"{hyper} = {value}" if hyper else value]
         elif data["op"] == "state" and not self.is_grad(n):
             lines = [_state_name(n), f"state {_shape(data['shape'])}"]
-        if self.formulas and n in self.nx and get_op(data["op"]).elementwise and data["op"] != "const":
+        if self.formulas and n in self.nx and self._structural_vjp(n):
+            w = self.grad_of[n]  # its local_derivative is the vjp as a textbook writes it, ḡ applied
+            lines.append("= " + _short(" + ".join(self.local_text(w, i) for i in self._vjp_exits(w)[n]), 60))
+        elif self.formulas and n in self.nx and get_op(data["op"]).elementwise and data["op"] != "const":
             lines.append("= " + _short(symbolic.unicode(self._formula(n)), 60))
         if n in self.colour:
             lines.append(f"|ḡ| = {self.colour[n][1]:.2e}")
@@ -457,6 +461,12 @@ class _Drawing:
         xs = dict.fromkeys(self.graph.args(w)[i] for i in indices)
         whole = len(xs) == 1 and self._parts(next(iter(xs))) == 1
         return ("" if whole else "part of ") + ", ".join(f"∂L/∂{self.short(x)}" for x in xs)
+
+    def _structural_vjp(self, n) -> bool:
+        """Whether ``n`` is what the vjp of a structural op (matmul, conv, ...) gives an argument."""
+        w = self.grad_of.get(n)
+        return (w in self.nx and not get_op(self.nx.nodes[w]["op"]).elementwise and self.nx.nodes[w]["op"] != "output"
+                and bool(self._vjp_exits(w).get(n)))
 
     def _parts(self, x) -> int:
         """How many contributions to ∂L/∂x the vjps of x's consumers make (they are added up)."""

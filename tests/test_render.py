@@ -160,6 +160,8 @@ def test_compiled_step_labels_every_vjp_with_its_local_derivative():
     assert re.search(r'"grad/fc/matmul/matmul_1" \[label="∂L/∂fc\.W\nmatmul \(\d+, 3\)"', source)
     assert re.search(r'"grad/fc/matmul/matmul_1" -> "[^"]+" \[label="[^"]*ᵀ·ḡ"', source)
     assert "ḡ·fc.Wᵀ" in source
+    with_formulas = gg.render(step, formulas=True).source  # and the node shows it as its formula
+    assert re.search(r'"grad/fc/matmul/matmul_1" \[label="∂L/∂fc\.W\nmatmul \(\d+, 3\)\n= \w+ᵀ·ḡ"', with_formulas)
 
 
 def test_formulas_in_the_chain_rule_drawing():
