@@ -30,12 +30,14 @@ def main(out="out", quick=False):
     for layer_class in (gg.nn.RNN, gg.nn.LSTM):
         g, loss, layer = model(layer_class)
         feeds = {"x": rng.normal(size=(8, 5, 3)), "y": rng.integers(0, 2, 8)}
-        norms = gg.nn.gradient_norms_over_time(loss, layer, g.init_params(seed=0), feeds)
+        params = g.init_params(seed=0)
+        norms = gg.nn.gradient_norms_over_time(loss, layer, params, feeds)
         name = layer.name
+        values = {**params, **feeds}  # render computes ‖∂L/∂h_t‖ at these itself
         drawings = {
             f"{name}_forward": gg.render(loss, unroll=True),
-            f"{name}_bptt": gg.render(loss, backward=True, unroll=True, grads=norms),
-            f"{name}_bptt_collapsed": gg.render(loss, backward=True, unroll=True, grads=norms, collapsed=True),
+            f"{name}_bptt": gg.render(loss, backward=True, unroll=True, grads=values),
+            f"{name}_bptt_collapsed": gg.render(loss, backward=True, unroll=True, grads=values, collapsed=True),
         }
         for stem, dot in drawings.items():
             (out / f"{stem}.dot").write_text(dot.source)

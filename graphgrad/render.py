@@ -8,9 +8,11 @@ flows through, and for each argument u of v a dashed edge ∂L/∂v → ∂L/∂
 the local derivative ∂v/∂u in closed form, from v's registry entry (its SymPy formula,
 or its ``local_derivative``), the text `explain` prints.  Backward edges are laid out
 reversed (``dir=back``), so the gradient flows up the picture.  A compiled step is
-drawn as built: the gradient ops autodiff added, and the optimizer's update with its
-hyper-parameters (lr = 0.01) and state (momentum of fc1.W) named.  `Drawing.save`
-writes .svg, .png, .pdf or .dot, as the file name says.
+drawn as built: the gradient ops autodiff added (the edge by which ∂L/∂v enters v's vjp
+labelled by the same local derivative, and the node it makes named for the gradient it
+holds, ∂L/∂fc1.W), and the optimizer's update with its hyper-parameters (lr = 0.01) and
+state (momentum of fc1.W) named.  `Drawing.save` writes .svg, .png, .pdf or .dot, as the
+file name says.
 """
 from __future__ import annotations
 
@@ -82,16 +84,27 @@ def render(target, backward: bool = False, grads=None, rankdir: str = "TB", *, u
       every node v the gradient flows through, and for every argument u of v an edge
       ∂L/∂v → ∂L/∂u labelled by the local derivative ∂v/∂u from v's op (``notation="latex"``
       for LaTeX text instead of Unicode).
-    - ``grads`` (name -> array, e.g. the grads a compiled step returns) colours
-      those nodes and the backward edges into their gradients by magnitude.
+    - ``grads`` colours the gradients and the backward edges into them by magnitude (mean |ḡ|, on a
+      log scale, light to dark; the pen widens with it), given either of:
+
+      * the values to evaluate at, ``{**params, **feeds}`` (as ``check=`` takes them; told apart by
+        naming the graph's inputs): the gradient of ``target`` at every node the chain rule draws is
+        computed, so a vanishing gradient shows along the whole chain (through time too, in an
+        unrolled RNN);
+      * gradients by node name, e.g. the grads dict ``gg.compile(loss, wrt=g.params)(params, **feeds)``
+        returns: those nodes are coloured.
     - ``collapse=True`` draws each layer as one box (``collapse=2``: nested layers too);
       boxes keep the annotations of what they hold (largest |ḡ|, worst error, highlight).
-    - ``formulas=True`` adds the SymPy formula of elementwise and fused nodes.
+    - ``formulas=True`` adds the SymPy formula of elementwise and fused nodes, and in a compiled
+      step the textbook form of what a structural op's vjp makes (∂L/∂fc1.W = xᵀ·ḡ).
     - ``highlight="fc1.W"`` marks the path from that param to the target.
     - ``check={**feeds, **params}`` compares every node's compiled gradient
       with finite differences and colours nodes by relative error.
-    - ``unroll=True`` draws a recurrent net through time as a textbook does (`render_bptt`):
-      ``grads`` are then the per-step norms of ∂L/∂h_t, ``expand=True`` opens one LSTM cell.
+    - ``unroll=True`` draws a recurrent net through time as a textbook does (`render_bptt`),
+      ``expand=True`` opens one LSTM cell; ``grads`` there gives the norms ‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖)
+      of every step: ``{**params, **feeds}`` to compute them at, or the norms themselves
+      (`gradient_norms_over_time`'s array, or ``{"h": ..., "c": ...}``); a compiled step's grads
+      alone name the shared weights' gradients only.
     - a Compiled draws its graph before the passes (forward, the gradient ops autodiff
       added, and the optimizer's update rule); ``optimized=True`` draws it after them.
 
@@ -114,6 +127,8 @@ def render(target, backward: bool = False, grads=None, rankdir: str = "TB", *, u
     if backward and isinstance(target, Tensor):
         drawing.chain_rule(target.node)
     drawing.mark_path(graph, target, highlight)
+    if grads is not None and holds_feeds(graph, grads):
+        grads = drawing.gradients_at(target, grads)
     drawing.magnitudes(grads or {})
     drawing.errors = errors
     return drawing.to_dot(rankdir, **options)
@@ -169,6 +184,27 @@ def chain_rule_edges(graph, target: str, nodes) -> list:
     return edges
 
 
+def holds_feeds(graph, values) -> bool:
+    """Whether ``values`` (a mapping) names an input of ``graph``: values to evaluate at, not gradients."""
+    return isinstance(values, dict) and any(graph.nx.nodes.get(k, {}).get("op") == "input" for k in values)
+
+
+def gradients_at(target: Tensor, nodes, values: dict, graph=None) -> dict:
+    """{node: ∂target/∂node} at ``values`` (``{**params, **feeds}``), for nodes of ``graph`` (target's graph
+    unless given: a drawing's copy of it, e.g. a recurrent net unrolled), each the total derivative."""
+    from .runtime import compile
+
+    if not isinstance(target, Tensor):
+        raise GraphError("grads={**params, **feeds} needs a loss Tensor to differentiate")
+    work = (graph or target.graph).copy()
+    grads = grad(work.tensor(target.node), [work.tensor(n) for n in nodes])
+    kind = {k: work.nx.nodes.get(k, {}).get("op") for k in values}
+    # copies: a training call updates running statistics in place, and drawing must not
+    params = {k: np.array(v) for k, v in values.items() if kind[k] == "param"}
+    feeds = {k: v for k, v in values.items() if kind[k] == "input"}
+    return dict(zip(nodes, compile(grads)(params, **feeds)))
+
+
 def _grad_id(v: str) -> str:
     """The drawn node of ∂L/∂v (forward names start with a letter, so this never clashes)."""
     return "∂" + v
@@ -186,6 +222,7 @@ class _Drawing:
         self.order = topological_order(graph, nodes)
         self.collapse, self.formulas, self.notation = collapse, formulas, notation
         self.path, self.errors, self.colour, self.labelled = set(), {}, {}, set()
+        self._exits = {}  # a node -> the nodes its vjp made that carry gradients out (`_vjp_exits`)
         self.grad_of = {n: self.nx.nodes[n]["grad_of"] for n in self.order
                         if self.nx.nodes[n].get("grad_of") is not None}
         self.chain, self.seed, self.final = [], None, {}  # chain-rule edges, ∂L/∂L, ∂L/∂param -> param
@@ -273,15 +310,26 @@ class _Drawing:
         area = lambda size: math.prod(int(d) for d in size.split("×"))  # noqa: E731
         return {"constraint": "false"} if area(size_b) > area(size_a) else {}
 
+    def _flows_down(self, a, b) -> bool:
+        """Whether the gradient flowing from box ``a`` to box ``b`` of a U runs down its mirror image (∂up 32×32
+        -> ∂up 16×16) or along a row (the skip's gradient, ∂up -> ∂down, left to right as `_u_shape` orders
+        the row): such an edge is drawn the way it flows, not reversed."""
+        boxes = set(self.levels.values())
+        if not (a.startswith("∂") and b.startswith("∂") and a[1:] in boxes and b[1:] in boxes):
+            return False
+        area = lambda box: math.prod(int(d) for d in box.rsplit(" ", 1)[-1].split("×"))  # noqa: E731
+        return area(b) <= area(a)
+
     def _u_shape(self, dot, boxes):
-        """Each level of an encoder-decoder on one row: the encoder's box, the decoder's, then the mirror
-        image drawn by their gradients."""
+        """Each level of an encoder-decoder on one row, in the order the pipeline runs: the encoder's box,
+        the decoder's, then the mirror image drawn by their gradients (∂up beside up, ∂down at the far
+        right), so the gradient of the loss enters next to the output and leaves at the far side."""
         rows: dict = {}
         for box in boxes:
             side, size = box.rsplit("/", 1)[-1].split(" ")
             rows.setdefault((box.lstrip("∂").rsplit("/", 1)[0], size), {})[("∂" if box[0] == "∂" else "") + side] = box
         for row in rows.values():
-            ordered = [row[k] for k in ("down", "bottom", "up", "∂down", "∂bottom", "∂up") if k in row]
+            ordered = [row[k] for k in ("down", "bottom", "up", "∂up", "∂bottom", "∂down") if k in row]
             with dot.subgraph() as same:
                 same.attr(rank="same")
                 for a, b in zip(ordered, ordered[1:]):
@@ -297,15 +345,25 @@ class _Drawing:
         path = (nx.descendants(self.nx, start) | {start}) & (nx.ancestors(self.nx, target.node) | {target.node})
         self.path = {n for n in self.order if n in path or self.grad_of.get(n) in path}
 
+    def gradients_at(self, target, values) -> dict:
+        """The gradient at ``values`` of every node the chain rule draws, by its drawn ∂L/∂v (and of each
+        param by its name as well, as a compiled step's grads name them); without the chain rule, of the
+        params drawn."""
+        mirrored = {d: v for d, v in self.grad_of.items() if d not in self.nx}
+        params = [n for n in self.order if n in self.nx and self.nx.nodes[n]["op"] == "param"
+                  and self.nx.nodes[n]["attrs"].get("trainable", True) and (not mirrored or _grad_id(n) in mirrored)]
+        at = gradients_at(target, list(dict.fromkeys([*mirrored.values(), *params])), values)
+        return {d: at[v] for d, v in mirrored.items()} | {p: at[p] for p in params}
+
     def magnitudes(self, grads):
-        """Colour each named node, and the gradient nodes made for it, by mean |gradient| on a log scale."""
-        logs = {n: math.log10(float(np.abs(v).mean()) + 1e-30) for n, v in grads.items() if n in self.nx}
-        if not logs:
-            return
-        lo, hi = min(logs.values()), max(logs.values())
-        for n, value in logs.items():
-            step = 0 if hi - lo < 1e-9 else (value - lo) / (hi - lo)
-            self.colour[n] = (MAGNITUDE[round(step * (len(MAGNITUDE) - 1))], 10 ** value)
+        """Colour each named node (a drawn ∂L/∂v too), and the gradient nodes made for it, by mean
+        |gradient| on a log scale."""
+        means = {n: float(np.abs(v).mean()) for n, v in grads.items() if n in self.nx or n in self.grad_of}
+        logs = [math.log10(m) for m in means.values() if m > 0]  # an exact zero (a branch not taken) is
+        lo, hi = min(logs, default=0), max(logs, default=0)      # the lightest, and stretches no scale
+        for n, mean in means.items():
+            step = 0 if hi - lo < 1e-9 or mean == 0 else (math.log10(mean) - lo) / (hi - lo)
+            self.colour[n] = (MAGNITUDE[round(step * (len(MAGNITUDE) - 1))], mean)
         for g, p in self.final.items():
             if p in self.colour:
                 self.colour[g] = self.colour[p]
@@ -322,7 +380,7 @@ class _Drawing:
     def label(self, n) -> str:
         data = self.data(n)
         if n in self.nx and self.is_grad(n):
-            name = n.split("/")[-1]
+            name = self._carries(n) or n.split("/")[-1]
         elif self.is_grad(n):
             name = f"∂L/∂{self.short(self.grad_of[n])}" + (" = 1" if n == self.seed else "")
         else:
@@ -344,7 +402,10 @@ class _Drawing:
             lines = [f"{hyper} = {value}" if hyper else value]
         elif data["op"] == "state" and not self.is_grad(n):
             lines = [_state_name(n), f"state {_shape(data['shape'])}"]
-        if self.formulas and get_op(data["op"]).elementwise and data["op"] != "const":
+        if self.formulas and n in self.nx and self._structural_vjp(n):
+            w = self.grad_of[n]  # its local_derivative is the vjp as a textbook writes it, ḡ applied
+            lines.append("= " + _short(" + ".join(self.local_text(w, i) for i in self._vjp_exits(w)[n]), 60))
+        elif self.formulas and n in self.nx and get_op(data["op"]).elementwise and data["op"] != "const":
             lines.append("= " + _short(symbolic.unicode(self._formula(n)), 60))
         if n in self.colour:
             lines.append(f"|ḡ| = {self.colour[n][1]:.2e}")
@@ -374,16 +435,65 @@ class _Drawing:
         return symbolic.local_text(data["op"], len(args), data["attrs"], index, self.notation, names)
 
     def edge_label(self, u, v) -> str | None:
-        """In a compiled step's graph: ∂w/∂x on the edge that carries ∂L/∂w (made by w's vjp) into the
-        gradient of x, an argument of w."""
-        w, x = self.grad_of.get(u), self.grad_of.get(v)
-        if w is None or x is None or w == x or w not in self.nx or (w, x) in self.labelled:
+        """In a compiled step's graph: ∂w/∂x on the edge that carries ∂L/∂w (or the seed) into the nodes w's
+        vjp made (v) towards the gradient of x, an argument of w; once per argument."""
+        w = self.grad_of.get(v)
+        if w is None or w not in self.nx or (self.grad_of.get(u) == w and not self._is_seed(u)):
             return None
-        self.labelled.add((w, x))  # once per chain-rule step, though several nodes may read ∂L/∂w
-        args = self.graph.args(w)
-        texts = [self.local_text(w, i) for i, a in enumerate(args) if a == x and get_op(
-            self.nx.nodes[w]["op"]).vjp(i) is not None]
+        fed, reach, todo = self._vjp_exits(w), {v}, [v]
+        while todo:  # the nodes of w's vjp that v leads to
+            todo += [s for s in self.nx.successors(todo.pop()) if self.grad_of.get(s) == w and s not in reach]
+            reach.update(todo)
+        indices = sorted({i for n in reach if n in fed for i in fed[n]} - {i for o, i in self.labelled if o == w})
+        self.labelled |= {(w, i) for i in indices}
+        texts = [self.local_text(w, i) for i in indices]
         return _short(" + ".join(dict.fromkeys(texts)), 48) if texts else None
+
+    def _carries(self, n) -> str | None:
+        """What a node of a compiled step's backward pass that leaves its vjp holds, by name: ∂L/∂x for the
+        argument x of the node it differentiates, or a part of it when x feeds several nodes."""
+        w = self.grad_of[n]
+        if w not in self.nx or self.nx.nodes[w]["op"] == "output":
+            return None
+        indices = self._vjp_exits(w).get(n)
+        if not indices:
+            return None
+        xs = dict.fromkeys(self.graph.args(w)[i] for i in indices)
+        whole = len(xs) == 1 and self._parts(next(iter(xs))) == 1
+        return ("" if whole else "part of ") + ", ".join(f"∂L/∂{self.short(x)}" for x in xs)
+
+    def _structural_vjp(self, n) -> bool:
+        """Whether ``n`` is what the vjp of a structural op (matmul, conv, ...) gives an argument."""
+        w = self.grad_of.get(n)
+        return (w in self.nx and not get_op(self.nx.nodes[w]["op"]).elementwise and self.nx.nodes[w]["op"] != "output"
+                and bool(self._vjp_exits(w).get(n)))
+
+    def _parts(self, x) -> int:
+        """How many contributions to ∂L/∂x the vjps of x's consumers make (they are added up)."""
+        return sum(self.graph.args(v)[i] == x for v in set(self.nx.successors(x))
+                   for indices in self._vjp_exits(v).values() for i in indices)
+
+    def _vjp_exits(self, w) -> dict:
+        """The nodes w's vjp made that leave it (its contributions), each with the indices of the arguments
+        of w whose gradient it is: told by where it goes (the vjp of that argument, or its gradient
+        output), else by its shape."""
+        if w in self._exits:
+            return self._exits[w]
+        group = {n for n, o in self.grad_of.items() if o == w and n in self.nx}
+        args, op = self.graph.args(w), get_op(self.nx.nodes[w]["op"])
+        differentiable = [i for i in range(len(args)) if op.vjp(i) is not None]
+        exits = {}
+        for n in group:
+            outside = [s for s in self.nx.successors(n) if s not in group]
+            if not outside or self._is_seed(n):
+                continue
+            to = {self.grad_of.get(s) for s in outside} | {
+                self.nx.nodes[s]["attrs"].get("key", "").removeprefix("grad:") for s in outside
+                if self.nx.nodes[s]["op"] == "output"}
+            exits[n] = ([i for i in differentiable if args[i] in to]
+                        or [i for i in differentiable if self.nx.nodes[args[i]]["shape"] == self.nx.nodes[n]["shape"]])
+        self._exits[w] = exits
+        return exits
 
     # -- styles -------------------------------------------------------------
     def node_style(self, n) -> dict:
@@ -468,7 +578,11 @@ class _Drawing:
                 drawn[group].append(n)
                 continue
             drawn[group] = [n]
-            scope = self.scopes[n] if group == n else tuple(group.lstrip("∂").split("/")[:-1])
+            # the gradients of a U's levels sit outside its cluster: inside it Graphviz broke the row order
+            # `_u_shape` asks for (the top row came out up, ∂up, down, ∂down)
+            level_gradient = group.startswith("∂") and group[1:] in self.levels.values()
+            scope = (self.scopes[n] if group == n else () if level_gradient
+                     else tuple(group.lstrip("∂").split("/")[:-1]))
             tree.setdefault(scope, []).append(group)
         self.drawn = drawn
         for scope in sorted(tree, key=len):
@@ -549,6 +663,8 @@ class _Drawing:
                 if float(style.get("penwidth", 1)) > float(old.get("penwidth", 1)):
                     old.update(color=style["color"], penwidth=style["penwidth"])
                 continue
+            if self._flows_down(a, b):
+                del style["dir"]
             seen[key] = style | self._level_edge(*((b, a) if style.get("dir") == "back" else (a, b)))
         for (a, b, *_), style in seen.items():
             if style.get("dir") == "back":

@@ -12,15 +12,16 @@ is one node that every step's gradient feeds.
 
 Cells are single boxes; ``expand=True`` (or a step number) draws one LSTM cell with
 its gates as Olah does, c_{t−1} → c_t straight across its top, and ``collapsed=False``
-every cell.  ``grads`` (the per-step norms of ∂L/∂h_t, e.g. from
-`gradient_norms_over_time`, or ``{"h": ..., "c": ...}``) labels the gradients with
-‖∂L/∂h_t‖ and sets the colour and width of the backward edges by magnitude.
+every cell.  ``grads`` labels the gradients with ‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖) and sets the
+colour and width of the backward edges by magnitude, so a vanishing gradient fades towards
+t = 0 (see `render_unrolled` for what it takes).
 """
 from __future__ import annotations
 
 import math
 
 import networkx as nx
+import numpy as np
 import sympy
 
 from .autodiff import topological_order
@@ -28,7 +29,7 @@ from .errors import GraphError
 from .ir import Graph, Tensor
 from .ops import recurrent as R
 from .ops.elementwise import sigmoid
-from .render import GRAD_FILL, GRAD_LINE, Drawing
+from .render import GRAD_FILL, GRAD_LINE, Drawing, gradients_at, holds_feeds
 
 FILL = {"input": "#deebf7", "param": "#e5f5e0", "cell": "#f7fbff", "head": "#ffffff"}
 MAGNITUDE = ["#fdd0a2", "#fdae6b", "#fd8d3c", "#f16913", "#d94801", "#a63603", "#7f2704"]
@@ -146,11 +147,25 @@ def _magnitude_style(value, top):
     return {"color": MAGNITUDE[k], "penwidth": f"{1 + 5 * level:.2f}", "fontcolor": MAGNITUDE[k]}
 
 
-def _per_step(grads, state, T):
-    if grads is None:
-        return [None] * T
-    values = grads.get(state) if isinstance(grads, dict) else (grads if state == "h" else None)
-    return [None] * T if values is None else [float(v) for v in values]
+def _norms(net, grads) -> tuple:
+    """``({state: [‖∂L/∂state_t‖ or None per step]}, {shared weight: ‖∂L/∂W‖})`` from ``grads``."""
+    weights = {}
+    if holds_feeds(net.graph, grads):  # params and feeds: evaluate ∂L/∂h_t through every later step
+        wrt = [net.role[(t, s)] for s in net.states for t in net.steps] + net.weights
+        at = gradients_at(net.graph.tensor(net.target) if net.target else None, wrt, grads, net.graph)
+        grads = {s: [at[net.role[(t, s)]] for t in net.steps] for s in net.states} | {
+            w: at[w] for w in net.weights}
+    if isinstance(grads, dict):
+        weights = {w: float(np.linalg.norm(grads[w])) for w in net.weights if w in grads}
+        per_step = {s: grads[s] for s in net.states if s in grads}
+    else:
+        per_step = {"h": grads} if grads is not None else {}
+    norms = {s: [None] * len(net.steps) for s in net.states}
+    for s, values in per_step.items():
+        norms[s] = [float(np.linalg.norm(v)) for v in values]
+    if len(norms["h"]) != len(net.steps):
+        raise GraphError(f"grads gives {len(norms['h'])} per-step norms for {len(net.steps)} steps")
+    return norms, weights
 
 
 def _shape(shape) -> str:
@@ -159,10 +174,22 @@ def _shape(shape) -> str:
 
 def render_unrolled(target, backward: bool = False, grads=None, collapsed: bool = True, expand=False,
                     rankdir: str = "TB", **options) -> Drawing:
-    """The BPTT drawing of the graph ending at ``target`` (see the module docstring)."""
+    """The BPTT drawing of the graph ending at ``target`` (see the module docstring).
+
+    ``grads`` (drawn with ``backward=True``) is any of:
+
+    - ``{**params, **feeds}``, the values a step is called with: ∂target/∂h_t (and ∂c_t) of every
+      step is computed at them, the total derivative through every later step, and of the shared
+      weights too (named in the legend);
+    - the per-step norms ‖∂L/∂h_t‖, as `gradient_norms_over_time` returns them, or
+      ``{"h": norms, "c": norms}``; entries may be the gradients themselves (their norms are taken);
+    - a compiled step's grads (``gg.compile(loss, wrt=g.params)(params, **feeds)[1]``): they hold no
+      step's gradient, so only the shared weights get their ‖∂L/∂W‖.
+    """
     net = _Unrolled(target)
     if not net.steps:
         raise GraphError(f"unroll=True draws a recurrent layer through time, and graph {net.graph.name!r} has none")
+    norms, weight_norms = _norms(net, grads) if backward else ({}, {})
     one = set() if expand is False or expand is None else {net.steps[-1] if expand is True else expand}
     net.expanded = set() if net.kind != "lstm" else set(net.steps) if not collapsed else one
     dot = Drawing(net.graph.name, graph_attr={
@@ -174,14 +201,14 @@ def render_unrolled(target, backward: bool = False, grads=None, collapsed: bool 
     clusters = {t: Drawing(name=f"cluster_t{t}", graph_attr={
         "label": f"t = {t}", "style": "rounded", "color": "#9ecae1", "fontname": "Helvetica"}) for t in net.steps}
     rows: dict = {}  # row name -> nodes that share its rank, left to right
-    _legend(dot, net, rows)
+    _legend(dot, net, rows, weight_norms)
     for t in net.steps:
         _step(clusters[t], net, t, rows)
     _lanes(dot, net)
     if net.head:
         _head(dot, clusters, net, rows)
     if backward:
-        _backward(dot, clusters, net, grads, rows)
+        _backward(dot, clusters, net, norms, rows)
     for t in net.steps:
         dot.subgraph(clusters[t])
     for name, members in rows.items():
@@ -194,16 +221,18 @@ def render_unrolled(target, backward: bool = False, grads=None, collapsed: bool 
     return dot
 
 
-def _legend(dot, net, rows):
-    """The shared weights, once, in a box at the left: they act on the edges that name them."""
+def _legend(dot, net, rows, norms):
+    """The shared weights, once, in a box at the left: they act on the edges that name them.  ``norms``:
+    ‖∂L/∂W‖ of those it names."""
     if not net.weights:
         return
     with dot.subgraph(name="cluster_weights") as box:
         box.attr(label="shared by every step", style="rounded,dashed", color="#bdbdbd", fontcolor="#737373",
                  fontname="Helvetica", fontsize="10")
         for w in net.weights:
-            box.node(w, f"{w}\n{_shape(net.graph.nx.nodes[w]['shape'])}", fillcolor=FILL["param"], color="#a1d99b",
-                     fontsize="9")
+            norm = f"\n‖∂L/∂W‖ = {norms[w]:.2e}" if w in norms else ""
+            box.node(w, f"{w}\n{_shape(net.graph.nx.nodes[w]['shape'])}{norm}", fillcolor=FILL["param"],
+                     color="#a1d99b", fontsize="9")
         box.attr("edge", style="invis")  # a column, W_ih at the bottom
         for lower, upper in zip(net.weights, net.weights[1:]):
             box.edge(upper, lower)
@@ -298,11 +327,11 @@ def _head(dot, clusters, net, rows):
         _up(dot, _exit(net, t, "h"), "head", label=f"h_{t}")
 
 
-def _backward(dot, clusters, net, grads, rows):
-    """∂L/∂h_t (and ∂L/∂c_t) above every step, joined right to left by local derivatives; ∂L/∂W = Σ_t."""
+def _backward(dot, clusters, net, norms, rows):
+    """∂L/∂h_t (and ∂L/∂c_t) above every step, joined right to left by local derivatives; ∂L/∂W = Σ_t.
+    ``norms``: {state: ‖∂L/∂state_t‖ or None, per step}."""
     derivs = local_derivatives(net.kind)
-    T = len(net.steps)
-    norms = {s: _per_step(grads, s, T) for s in net.states}
+    norms = norms or {s: [None] * len(net.steps) for s in net.states}
     top = max([v for vals in norms.values() for v in vals if v is not None], default=None)
     edge = {"style": "dashed", "color": GRAD_LINE, "fontcolor": GRAD_LINE}
     for t in net.steps:

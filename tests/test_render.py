@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import graphgrad as gg
+from graphgrad.render import MAGNITUDE
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot binary not installed")
 
@@ -64,6 +65,11 @@ def test_highlight_grads_and_rankdir():
     assert "|ḡ| = 1.00e-06" in coloured and "|ḡ| = 1.00e+00" in coloured
     widths = {w: float(re.search(rf'"∂{w}" -> [^\n]*penwidth=([\d.]+)', coloured).group(1)) for w in grads}
     assert widths["fc1.W"] < widths["fc2.W"]  # the vanishing gradient is drawn thin
+    grads["fc1.b"] = np.zeros(4)  # a branch not taken: the lightest, without squeezing the others' scale
+    coloured = gg.render(loss, backward=True, grads=grads).source
+    fills = {w: re.search(rf'^\s*"{w}" \[[^\]]*fillcolor="([^"]+)"', coloured, re.M).group(1) for w in grads}
+    assert "|ḡ| = 0.00e+00" in coloured
+    assert fills["fc1.b"] == fills["fc1.W"] == MAGNITUDE[0] and fills["fc2.W"] == MAGNITUDE[-1]
 
 
 def test_gradient_check_colours_nodes_by_relative_error():
@@ -130,6 +136,38 @@ def test_conv_pool_and_batch_norm_edges_are_labelled():
     for text in ("conv_transpose(ḡ, W)", "ḡ to each window's arg-max", "ḡ/k² spread over each window",
                  "(ḡ_μ + 2(x − μ)·ḡ_σ²)/m"):
         assert text in source, text
+
+
+def test_compiled_step_labels_every_vjp_with_its_local_derivative():
+    from graphgrad.autodiff import topological_order
+    from graphgrad.render import _Drawing, chain_rule_edges
+
+    g = gg.Graph("c")
+    x = g.input("x", (None, 1, 6, 6))
+    h = gg.nn.MaxPool2D(2, name="pool")(gg.relu(gg.nn.Conv2D(2, 3, padding=1, name="conv")(x)))
+    h = gg.nn.Dense(3, activation="tanh", name="fc")(gg.nn.Flatten()(h))
+    loss = gg.softmax_cross_entropy(h, g.input("y", (None,), dtype="int64"))
+    step = gg.compile(loss, wrt=g.params)
+    source = gg.render(step).source
+    graph = step.derived_graph  # as compiled: the rewrites before differentiation done
+    forward = [n for n in graph.nx if graph.nx.nodes[n].get("grad_of") is None]
+    drawn = _Drawing(graph, forward)
+    steps = chain_rule_edges(graph, loss.node, topological_order(graph, forward))
+    assert {graph.nx.nodes[v]["op"] for v, _, _ in steps} >= {"matmul", "conv2d", "maxpool2d", "reshape"}
+    for v, u, i in steps:  # the chain rule's every step has its local derivative on an edge
+        assert drawn.local_text(v, i) in source, (v, u)
+    # a matmul's vjp is named for the gradient it makes, not "matmul"; the edge ḡ enters it by says how
+    assert re.search(r'"grad/fc/matmul/matmul_1" \[label="∂L/∂fc\.W\nmatmul \(\d+, 3\)"', source)
+    assert re.search(r'"grad/fc/matmul/matmul_1" -> "[^"]+" \[label="[^"]*ᵀ·ḡ"', source)
+    assert "ḡ·fc.Wᵀ" in source
+    with_formulas = gg.render(step, formulas=True).source  # and the node shows it as its formula
+    assert re.search(r'"grad/fc/matmul/matmul_1" \[label="∂L/∂fc\.W\nmatmul \(\d+, 3\)\n= \w+ᵀ·ḡ"', with_formulas)
+
+
+def test_formulas_in_the_chain_rule_drawing():
+    g, loss = sigmoid_net()
+    source = gg.render(loss, backward=True, formulas=True).source
+    assert "= σ(matmul)" in source and "σ(x)(1 − σ(x))" in source
 
 
 def test_repeated_argument_draws_two_labelled_edges():

@@ -76,6 +76,73 @@ def test_unrolled_gradients_run_right_to_left_with_local_derivatives_and_norms()
     assert not drawn & {"rec.W_ih", "rec.W_hh", "rec.b_ih", "rec.b_hh"}  # no edge across the steps
 
 
+def _backward_edges(laid, lane):
+    """{t: attributes} of the drawn backward edge ∂L/∂{lane}_t -> ∂L/∂{lane}_t−1 (tail at t−1, dir=back)."""
+    names = {o["_gvid"]: o["name"] for o in laid["objects"]}
+    edges = {}
+    for e in laid["edges"]:
+        tail, head = names[e["tail"]], names[e["head"]]
+        if e.get("style") != "invis" and re.fullmatch(rf"d{lane}_t\d+", tail) and re.fullmatch(rf"d{lane}_t\d+", head):
+            edges[int(head.removeprefix(f"d{lane}_t"))] = e
+    return edges
+
+
+def vanishing(layer_class, lowering):
+    """A recurrent net whose gradient vanishes back in time: small recurrent weights."""
+    g, loss, layer = recurrent(layer_class, lowering)
+    params = g.init_params(seed=0)
+    params["rec.W_hh"] *= 0.2
+    rng = np.random.default_rng(0)
+    return g, loss, layer, params, {"x": rng.normal(size=(6, T, 3)), "y": np.array([0, 1, 0, 1, 1, 0])}
+
+
+@needs_dot
+@pytest.mark.parametrize("layer_class", [gg.nn.RNN, gg.nn.LSTM, gg.nn.GRU])
+@pytest.mark.parametrize("lowering", ["loop", "unrolled"])
+def test_unrolled_grads_from_params_and_feeds_fade_back_in_time(layer_class, lowering):
+    from graphgrad.render_bptt import MAGNITUDE
+
+    g, loss, layer, params, feeds = vanishing(layer_class, lowering)
+    laid = layout(gg.render(loss, backward=True, unroll=True, grads={**params, **feeds}))
+    edges = _backward_edges(laid, "h")
+    assert sorted(edges) == list(range(1, T))
+    widths = [float(edges[t]["penwidth"]) for t in range(1, T)]
+    shades = [MAGNITUDE.index(edges[t]["color"]) for t in range(1, T)]
+    assert widths == sorted(widths) and widths[0] < widths[-1]  # thinner the further back in time
+    assert shades == sorted(shades) and shades[0] < shades[-1]  # and lighter
+    labels = {o["name"]: o["label"] for o in laid["objects"] if "label" in o}
+    norms = gg.nn.gradient_norms_over_time(loss, layer, params, feeds)  # the same numbers
+    for t in range(T):
+        assert f"‖∂L/∂h_{t}‖ = {norms[t]:.2e}" in labels[f"dh_t{t}"]
+    assert "‖∂L/∂W‖" in labels["rec.W_hh"]
+
+
+@needs_dot
+def test_unrolled_grads_of_a_compiled_step_name_the_shared_weights():
+    g, loss, _, params, feeds = vanishing(gg.nn.RNN, "loop")
+    _, grads = gg.compile(loss, wrt=g.params)(params, **feeds)
+    laid = layout(gg.render(loss, backward=True, unroll=True, grads=grads))
+    labels = {o["name"]: o["label"] for o in laid["objects"] if "label" in o}
+    assert f"‖∂L/∂W‖ = {np.linalg.norm(grads['rec.W_hh']):.2e}" in labels["rec.W_hh"]
+    assert not any("‖∂L/∂h" in label for label in labels.values())  # no step's gradient to show
+
+
+@needs_dot
+def test_chain_rule_grads_from_params_and_feeds_fade_back_in_time():
+    from graphgrad.render import MAGNITUDE
+
+    g, loss, layer, params, feeds = vanishing(gg.nn.RNN, "unrolled")
+    laid = layout(gg.render(loss, backward=True, grads={**params, **feeds}))
+    nodes = {o["name"]: o for o in laid["objects"]}
+    names = {o["_gvid"]: o["name"] for o in laid["objects"]}
+    shades = [MAGNITUDE.index(nodes[f"∂{h.node}"]["fillcolor"]) for h in layer.hidden_states]
+    assert shades == sorted(shades) and shades[0] < shades[-1]  # ∂L/∂h_t lighter back in time
+    # the edges that deliver ∂L/∂h_t (drawn reversed, from it) thinner too
+    widths = [max(float(e.get("penwidth", 1)) for e in laid["edges"]
+                  if names[e["tail"]] == f"∂{h.node}" and e.get("dir") == "back") for h in layer.hidden_states]
+    assert widths == sorted(widths) and widths[0] < widths[-1]
+
+
 @needs_dot
 def test_expand_draws_one_lstm_cell_with_its_gates():
     _, loss, _ = recurrent(gg.nn.LSTM)
@@ -110,6 +177,27 @@ def test_collapsed_unet_is_drawn_as_a_u():
     assert [y for _, y in down] == sorted((y for _, y in down), reverse=True)  # down the left side
     assert bottom[1] < down[-1][1]  # the bottom of the U
     assert dot.source.count("label=skip") == 3  # the skip (concat) edges, one per level
+
+
+@needs_dot
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_collapsed_unet_backward_reads_in_pipeline_order(depth):
+    _, loss, _ = gg.models.unet(depth=depth)
+    pos = node_positions(layout(gg.render(loss, backward=True, collapse=True)))
+    sizes = [32 // 2 ** k for k in range(depth)]
+    bottom = 32 // 2 ** depth
+    for s in sizes:  # each level one row: down, up, then the mirror image ∂up, ∂down
+        row = [pos[f"{box} {s}×{s}"] for box in ("unet/down", "unet/up", "∂unet/up", "∂unet/down")]
+        assert max(y for _, y in row) - min(y for _, y in row) < 1, s
+        assert [x for x, _ in row] == sorted(x for x, _ in row), s
+    for d in ("", "∂"):  # the levels from the top down, the bottom of the U below them all
+        for side in ("down", "up"):
+            heights = [pos[f"{d}unet/{side} {s}×{s}"][1] for s in sizes]
+            assert heights == sorted(heights, reverse=True), (d, side)
+        assert pos[f"{d}unet/bottom {bottom}×{bottom}"][1] < pos[f"{d}unet/down {sizes[-1]}×{sizes[-1]}"][1]
+    forward = max(x for n, (x, _) in pos.items() if n.startswith("unet/"))
+    assert forward < min(x for n, (x, _) in pos.items() if n.startswith("∂"))  # the chain rule beside the net
+    assert pos["∂mean"][0] < min(x for n, (x, _) in pos.items() if n.startswith("∂unet/"))  # enters from the loss
 
 
 def test_unroll_without_a_recurrent_layer_is_a_clear_error():

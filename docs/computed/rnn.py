@@ -63,12 +63,12 @@ def rnn_weight_sharing():
 @shows
 def rnn_unrolled():
     """T2, T3: the unrolled RNN forward, and its backward pass through time."""
-    g, loss, layer = rnn_loss(3)
+    g, loss, _ = rnn_loss(3)
     rng = np.random.default_rng(0)
-    norms = gg.nn.gradient_norms_over_time(loss, layer, g.init_params(seed=0), {"x": rng.normal(size=(4, 3, 3))})
+    values = {**g.init_params(seed=0), "x": rng.normal(size=(4, 3, 3))}
     return [drawing(gg.render(loss, unroll=True), "gg.render(loss, unroll=True): one cluster per time step; "
                     "the weights appear once and feed every step."),
-            drawing(gg.render(loss, backward=True, unroll=True, grads=norms),
+            drawing(gg.render(loss, backward=True, unroll=True, grads=values),
                     "With backward=True: the chain rule runs from the last step back to the first along the "
                     "hidden-state edges (BPTT), and the gradients of the shared weights add up over the steps.")]
 
