@@ -538,6 +538,10 @@ class _Drawing:
         return out
 
     def to_dot(self, rankdir="TB", **options) -> Drawing:
+        if any(self.nx.nodes[n].get("time") is not None for n in self.order if n in self.nx):
+            # the steps of an unrolled recurrent layer are built in time order: little crossing
+            # minimisation keeps them so (left to right), where a full one moved the last step first
+            options = {"mclimit": "0.01", **options}
         dot = Drawing(
             self.graph.name,
             graph_attr={"rankdir": rankdir, "fontname": "Helvetica", "newrank": "true", **options},

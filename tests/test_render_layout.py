@@ -49,6 +49,18 @@ def test_unrolled_steps_share_one_row_left_to_right(layer_class, lowering):
 
 
 @needs_dot
+@pytest.mark.parametrize("layer_class", [gg.nn.RNN, gg.nn.LSTM, gg.nn.GRU])
+@pytest.mark.parametrize("backward", [False, True])
+def test_plain_drawing_of_an_unrolled_layer_keeps_its_steps_in_time_order(layer_class, backward):
+    """Without unroll=True the unrolled lowering is drawn as it is built: step clusters left to right
+    (full crossing minimisation moved the last step first)."""
+    _, loss, _ = recurrent(layer_class, "unrolled")
+    boxes = cluster_boxes(layout(gg.render(loss, backward=backward)))
+    lefts = [boxes[f"cluster_rec/t{t}"][0] for t in range(T)]
+    assert lefts == sorted(lefts), lefts
+
+
+@needs_dot
 def test_unrolled_lstm_backward_has_few_crossings():
     _, loss, _ = recurrent(gg.nn.LSTM)
     # the drawing before the textbook layout had 450 crossings; this one has none
