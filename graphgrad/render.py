@@ -39,7 +39,7 @@ DOWNSAMPLING = {"maxpool2d", "avgpool2d"}
 UPSAMPLING = {"conv_transpose2d", "upsample_nearest2d", "upsample_bilinear2d"}
 HIGHLIGHT = "#ff7f00"
 # light to dark, for gradient magnitudes (ColorBrewer YlOrRd)
-MAGNITUDE = ["#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#b10026"]
+MAGNITUDE = ["#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#bd0026", "#800026"]  # YlOrRd from its 3rd shade: the lighter ones vanish on white as edges
 
 
 def _shape(shape) -> str:
