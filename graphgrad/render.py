@@ -90,7 +90,8 @@ def render(target, backward: bool = False, grads=None, rankdir: str = "TB", *, u
       * the values to evaluate at, ``{**params, **feeds}`` (as ``check=`` takes them; told apart by
         naming the graph's inputs): the gradient of ``target`` at every node the chain rule draws is
         computed, so a vanishing gradient shows along the whole chain (through time too, in an
-        unrolled RNN);
+        unrolled RNN); in a compiled step's drawing, every node of its backward pass that carries
+        (a part of) some ∂L/∂x out of a vjp is evaluated and coloured (seeded by 1, as ∂L/∂L is);
       * gradients by node name, e.g. the grads dict ``gg.compile(loss, wrt=g.params)(params, **feeds)``
         returns: those nodes are coloured.
     - ``collapse=True`` draws each layer as one box (``collapse=2``: nested layers too);
@@ -192,17 +193,22 @@ def holds_feeds(graph, values) -> bool:
 def gradients_at(target: Tensor, nodes, values: dict, graph=None) -> dict:
     """{node: ∂target/∂node} at ``values`` (``{**params, **feeds}``), for nodes of ``graph`` (target's graph
     unless given: a drawing's copy of it, e.g. a recurrent net unrolled), each the total derivative."""
-    from .runtime import compile
-
     if not isinstance(target, Tensor):
         raise GraphError("grads={**params, **feeds} needs a loss Tensor to differentiate")
     work = (graph or target.graph).copy()
     grads = grad(work.tensor(target.node), [work.tensor(n) for n in nodes])
-    kind = {k: work.nx.nodes.get(k, {}).get("op") for k in values}
-    # copies: a training call updates running statistics in place, and drawing must not
+    return dict(zip(nodes, evaluate(work, grads, values)))
+
+
+def evaluate(graph, tensors, values: dict, **options) -> list:
+    """The values of ``tensors`` (of ``graph``) at ``values`` (``{**params, **feeds}``). The params are
+    copies: a training graph's call updates running statistics in place, and drawing must not."""
+    from .runtime import compile
+
+    kind = {k: graph.nx.nodes.get(k, {}).get("op") for k in values}
     params = {k: np.array(v) for k, v in values.items() if kind[k] == "param"}
     feeds = {k: v for k, v in values.items() if kind[k] == "input"}
-    return dict(zip(nodes, compile(grads)(params, **feeds)))
+    return compile(tensors, **options)(params, **feeds)
 
 
 def _grad_id(v: str) -> str:
@@ -348,12 +354,26 @@ class _Drawing:
     def gradients_at(self, target, values) -> dict:
         """The gradient at ``values`` of every node the chain rule draws, by its drawn ∂L/∂v (and of each
         param by its name as well, as a compiled step's grads name them); without the chain rule, of the
-        params drawn."""
+        params drawn. In a compiled step's graph: the value of every node that carries a gradient out of
+        a vjp (`carried_at`)."""
+        if not isinstance(target, Tensor):
+            return self.carried_at(values)
         mirrored = {d: v for d, v in self.grad_of.items() if d not in self.nx}
         params = [n for n in self.order if n in self.nx and self.nx.nodes[n]["op"] == "param"
                   and self.nx.nodes[n]["attrs"].get("trainable", True) and (not mirrored or _grad_id(n) in mirrored)]
         at = gradients_at(target, list(dict.fromkeys([*mirrored.values(), *params])), values)
         return {d: at[v] for d, v in mirrored.items()} | {p: at[p] for p in params}
+
+    def carried_at(self, values) -> dict:
+        """{n: value at ``values``} for the nodes of a compiled step's backward pass that carry (a part of)
+        some ∂L/∂x out of a vjp, with the chain rule seeded by 1 (plain SGD seeds it with lr), so that
+        they read as gradients."""
+        work = self.graph.copy()
+        for n in self.grad_of:
+            if self._is_seed(n):
+                work.nx.nodes[n]["attrs"] = {**work.nx.nodes[n]["attrs"], "value": 1.0}
+        carriers = sorted({n for w in set(self.grad_of.values()) if w in self.nx for n in self._vjp_exits(w)})
+        return dict(zip(carriers, evaluate(work, [work.tensor(n) for n in carriers], values)))
 
     def magnitudes(self, grads):
         """Colour each named node (a drawn ∂L/∂v too), and the gradient nodes made for it, by mean
@@ -771,11 +791,7 @@ def gradient_errors(loss, values: dict, entries: int = 6, eps: float = 1e-6, see
 
 def _values_of(graph, nodes, values):
     """The concrete shape of each node for these feeds (the batch size is known only now)."""
-    from .runtime import compile
-
-    params = {k: v for k, v in values.items() if graph.nx.nodes.get(k, {}).get("op") == "param"}
-    feeds = {k: v for k, v in values.items() if k not in params}
-    outs = compile([graph.tensor(n) for n in nodes], dtype="float64")(params, **feeds)
+    outs = evaluate(graph, [graph.tensor(n) for n in nodes], values, dtype="float64")
     return {n: np.shape(o) for n, o in zip(nodes, outs)}
 
 

@@ -164,6 +164,24 @@ def test_compiled_step_labels_every_vjp_with_its_local_derivative():
     assert re.search(r'"grad/fc/matmul/matmul_1" \[label="∂L/∂fc\.W\nmatmul \(\d+, 3\)\n= \w+ᵀ·ḡ"', with_formulas)
 
 
+def test_a_compiled_step_drawn_at_values_colours_what_each_vjp_carries():
+    g = gg.Graph("mlp")
+    x, y = g.input("x", (None, 3)), g.input("y", (None,), dtype="int64")
+    h = gg.nn.Dense(4, activation="relu", name="fc1")(x)
+    loss = gg.softmax_cross_entropy(gg.nn.Dense(3, name="fc2")(h), y)
+    params = g.init_params(seed=0)
+    feeds = {"x": np.random.default_rng(0).normal(size=(5, 3)), "y": np.array([0, 1, 2, 1, 0])}
+    grads = gg.compile(loss, wrt=g.params)(params, **feeds)[1]
+    before = {k: v.copy() for k, v in params.items()}
+    step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1))  # seeds its chain rule with lr, not 1
+    source = gg.render(step, grads={**params, **feeds}).source
+    for name in grads:  # the node that makes ∂L/∂p shows its mean, that of the true gradient
+        mean = float(np.abs(grads[name]).mean())
+        assert re.search(rf'\[label="∂L/∂{re.escape(name)}\n[^"]*\|ḡ\| = {mean:.2e}"', source), name
+    assert all(np.array_equal(params[k], before[k]) for k in params)  # drawing did not take the step
+    assert sum(colour in source for colour in MAGNITUDE) >= 2
+
+
 def test_formulas_in_the_chain_rule_drawing():
     g, loss = sigmoid_net()
     source = gg.render(loss, backward=True, formulas=True).source
