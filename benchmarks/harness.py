@@ -70,7 +70,10 @@ events).  XLA's buffers are invisible to both, so JAX rows have no figure
 The ``floor`` row is the BLAS-bound floor: the step's matrix products (every
 GEMM of the NumPy reference's forward and backward, im2col GEMMs included,
 recorded at their shapes and memory layouts) timed alone, interleaved like a
-system.
+system.  When PyTorch is among the systems, ``floor_torch`` times the same
+products with ``torch.matmul`` (its BLAS, on the peer's two threads): the
+floor of the PyTorch side, which NumPy's OpenBLAS need not reach on small
+GEMMs.
 
 C1 (compile): for every system that does W3, a fresh process builds the W3
 LSTM with T = 100 and times, from before importing the factory's module to
@@ -240,7 +243,7 @@ class GemmFloor:
 
     is_floor = True
 
-    def __init__(self, wl, params, data):
+    def __init__(self, wl, params, data, backend="numpy"):
         calls = []
         orig = reference._mm
 
@@ -261,9 +264,16 @@ class GemmFloor:
             b = _operand(rng, sb, lb, dt)
             self.ops.append((a, b, np.empty((sa[0], sb[1]), dt)))
         self.calls = calls
+        self.mm = np.matmul
+        if backend == "torch":
+            import torch
+
+            torch.set_num_threads(2)  # as the PyTorch peer
+            self.ops = [tuple(torch.from_numpy(x) for x in op) for op in self.ops]  # views: same layouts
+            self.mm = torch.matmul
 
     def step(self):
-        mm = np.matmul
+        mm = self.mm
         for a, b, o in self.ops:
             mm(a, b, out=o)
         return 0.0
@@ -273,6 +283,11 @@ class GemmFloor:
 
     def flops(self):
         return sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b, _ in self.ops)
+
+
+def _floors(systems) -> list:
+    """The floor rows: NumPy's, and PyTorch's when PyTorch is timed too."""
+    return ["floor"] + (["floor_torch"] if "torch" in systems else [])
 
 
 def _layout(a):
@@ -295,7 +310,7 @@ def _worker(spec):
     live, out, dropped = [], {}, {}
     entries = list(spec["systems"])
     if spec.get("floor", True):
-        entries.append(["floor", None])
+        entries += [[name, None] for name in _floors([name for name, _ in entries])]
     for name, path in entries:
         p = copy.deepcopy(params)
         try:
@@ -313,7 +328,8 @@ def _worker(spec):
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         try:
-            obj = GemmFloor(wl, p, data) if factory is None else factory(p, data)
+            backend = "torch" if name == "floor_torch" else "numpy"
+            obj = factory(p, data) if factory else GemmFloor(wl, p, data, backend)
             if path is not None:
                 loss0 = float(obj.loss())
                 if not (abs(loss0 - ref_loss) <= RTOL * abs(ref_loss)):
@@ -440,7 +456,7 @@ def run(systems=None, workloads=ALL_WORKLOADS, processes=3, steps=None, warmup=3
                 per.append(r)
                 for n, why in r["dropped"].items():
                     dropped.setdefault(wl, {})[n] = why
-        for n in names + (["floor"] if floor else []):
+        for n in names + (_floors(names) if floor else []):
             got = [r["systems"][n] for r in per if n in r["systems"]]
             if not got or (n in dropped.get(wl, {})):
                 continue

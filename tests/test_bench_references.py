@@ -96,3 +96,15 @@ def test_gemm_floor_records_the_reference_gemms():
     # conv1: fwd + dW; conv2: fwd + dW + 9 taps; fc: fwd + dW + dx
     assert len(f.calls) == 2 + 11 + 3
     assert f.step() == 0.0 and f.flops() > 0
+
+
+def test_the_torch_floor_makes_the_same_products():
+    pytest.importorskip("torch")
+    from benchmarks.harness import GemmFloor
+
+    p, d = R.make_workload("W3", small=True)
+    numpy_floor, torch_floor = GemmFloor("W3", p, d), GemmFloor("W3", p, d, "torch")
+    numpy_floor.step(), torch_floor.step()
+    assert len(torch_floor.ops) == len(numpy_floor.ops) > 0
+    for (_, _, a), (_, _, b) in zip(numpy_floor.ops, torch_floor.ops):
+        np.testing.assert_allclose(b.numpy(), a, rtol=1e-4, atol=1e-4)
