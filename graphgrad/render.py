@@ -707,11 +707,17 @@ def _error_fill(error: float) -> str:
 
 
 def _hyper_parameters(optimizer) -> dict:
-    """value -> "lr", "momentum", ... for an optimizer's numeric settings (both names when two share a value)."""
+    """value -> "lr", "momentum", ... for an optimizer's numeric settings (both names when two share a value),
+    and "1 − beta1" for the complements an update rule computes (Adam's (1 − β₁)·g)."""
     names: dict = {}
-    for key, value in vars(optimizer or {}).items() if optimizer is not None else ():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "clip_norm":
-            names[float(value)] = f"{names[float(value)]} = {key}" if float(value) in names else key
+    fields = vars(optimizer).items() if optimizer is not None else ()
+    settings = [(key, float(value)) for key, value in fields
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "clip_norm"]
+    for key, value in settings:
+        names[value] = f"{names[value]} = {key}" if value in names else key
+    for key, value in settings:  # a complement never renames a setting: 1 − lr may be beta1's 0.9
+        if 0 < value < 1:
+            names.setdefault(1 - value, f"1 − {key}")
     return names
 
 

@@ -212,7 +212,9 @@ def test_optimizer_constants_show_values_and_state_is_named():
     source = gg.render(gg.compile(loss, optimizer=gg.optim.Momentum(lr=0.01, momentum=0.9))).source
     assert "lr = 0.01" in source and "momentum = 0.9" in source
     assert "momentum of w" in source
-    assert "step count t" in gg.render(gg.compile(loss, optimizer=gg.optim.Adam())).source
+    adam = gg.render(gg.compile(loss, optimizer=gg.optim.Adam(lr=0.1))).source
+    assert "step count t" in adam and "1 − beta1 = 0.1" in adam and "1 − beta2 = 0.001" in adam
+    assert "beta1 = 0.9" in adam and "1 − lr" not in adam  # 1 − lr is beta1's 0.9: a setting keeps its name
     assert "∂L/∂sum = lr = 0.1" in gg.render(gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1))).source  # the seed
 
 
