@@ -143,6 +143,27 @@ def latex(expr) -> str:
     return sympy.latex(sympy.sympify(expr))
 
 
+LATEX_SYMBOLS = {"ḡ": r"\bar{g}", "ᵀ": r"^{\top}", "·": r" \cdot ", "Σ": r"\sum ", "δ": r"\delta ", "σ": r"\sigma ",
+                 "μ": r"\mu ", "²": "^{2}", "−": "-", "÷": r"\div ", "×": r"\times "}
+
+
+def latex_text(text: str) -> str:
+    r"""A structural op's local derivative, written in Unicode (``Σ_t δ_tᵀ·h_t−1 per step``), as LaTeX
+    (``\sum_{t} \delta_{t}^{\top} \cdot h_{t-1}\ \text{per step}``): function names and prose upright,
+    subscripts braced, symbols spelled."""
+    def subscript(m):
+        inner = m.group(2).replace("−", "-")
+        return m.group(1) + "_{" + re.sub(r"_(\w+)", r"_{\1}", inner) + "}"
+
+    text = re.sub(r"([A-Za-z][A-Za-z_]*)\(", lambda m: r"\mathrm{" + m.group(1).replace("_", r"\_") + "}(", text)
+    # prose: runs of words of two letters or more (x_t and W_hh are symbols with subscripts)
+    text = re.sub(r"(?<![\\{A-Za-z0-9_])[A-Za-z]{2,}[A-Za-z'_-]*(?:\s+[A-Za-z]{2,}[A-Za-z'_-]*)*(?![A-Za-z0-9_(])",
+                  lambda m: r"\text{" + m.group().replace("_", r"\_") + "}", text)
+    text = re.sub(r"\s+(?=\\text)|(?<=\})\s+(?=[^\s])", r"\\ ", text)
+    text = re.sub(r"([A-Za-zḡδμσΣ])_([A-Za-z0-9μσ_]+(?:[−+]1)?)", subscript, text)
+    return "".join(LATEX_SYMBOLS.get(c, c) for c in text).strip()
+
+
 def local_formula(op_name: str, n_args: int, attrs: dict, index: int) -> sympy.Expr:
     """∂op/∂argument ``index`` written in the op's own symbols (x, or a, b, ...), for display.
 
@@ -185,7 +206,7 @@ def local_text(op_name: str, n_args: int, attrs: dict, index: int, notation: str
         raise GraphError(f"op {op_name} has no local derivative for argument {index}")
     if names:  # "ḡ·bᵀ" -> "ḡ·Wᵀ"
         text = re.sub(r"(?<![A-Za-z_])[ab](?![A-Za-z_])", lambda m: names["ab".index(m.group())], text)
-    return text
+    return latex_text(text) if notation == "latex" else text
 
 
 # Known bounds of |f′| for activations: the reason a deep chain vanishes or not.

@@ -182,6 +182,23 @@ def test_a_compiled_step_drawn_at_values_colours_what_each_vjp_carries():
     assert sum(colour in source for colour in MAGNITUDE) >= 2
 
 
+def test_latex_notation_covers_the_structural_ops():
+    """Every structural op's local derivative in notation="latex" is plain ASCII LaTeX that parses."""
+    mathtext = pytest.importorskip("matplotlib.mathtext")
+    from graphgrad.ops.registry import get_op
+    from graphgrad.symbolic import local_text
+
+    parser = mathtext.MathTextParser("path")
+    for name in gg.ops():
+        texts = get_op(name).local_derivative or ()
+        for index in (i for i, text in enumerate(texts) if text is not None):
+            latex = local_text(name, len(texts), {}, index, "latex")
+            assert latex.isascii(), (name, latex)
+            parser.parse(f"${latex}$")
+    assert local_text("matmul", 2, {}, 1, "latex", names=["x", "W"]) == r"x^{\top} \cdot \bar{g}"
+    assert r"h_{t-1}" in local_text("recurrent_scan", 6, {}, 2, "latex")
+
+
 def test_formulas_in_the_chain_rule_drawing():
     g, loss = sigmoid_net()
     source = gg.render(loss, backward=True, formulas=True).source
