@@ -312,10 +312,14 @@ def _lanes(dot, net):
         dot.edge(_exit(net, t - 1, "h"), _entry(net, t), label=f"h_{t - 1} · W_hh", weight="10",
                  fontcolor="#31a354", penwidth="1.5")
         if net.kind == "lstm":
-            # into or out of an expanded cell the c lane runs at the height of its gates' products
-            loose = {"constraint": "false"} if {t - 1, t} & net.expanded else {}
-            dot.edge(_exit(net, t - 1, "c"), _entry(net, t, "c"), label=f"c_{t - 1}", weight="10", penwidth="2.5",
-                     color="#4292c6", fontcolor="#2171b5", **loose)
+            lane = dict(label=f"c_{t - 1}", weight="10", penwidth="2.5", color="#4292c6", fontcolor="#2171b5")
+            if t in net.expanded and t - 1 not in net.expanded:
+                # up from a cell into the gates' products: ranked, with no pull (unranked, dot
+                # routed it round the cell), and drawn as every upward edge here
+                _up(dot, _exit(net, t - 1, "c"), _entry(net, t, "c"), **{**lane, "weight": "0"})
+            else:  # out of an expanded cell it leaves at the height of its products, unranked
+                loose = {"constraint": "false"} if t - 1 in net.expanded else {}
+                dot.edge(_exit(net, t - 1, "c"), _entry(net, t, "c"), **lane, **loose)
 
 
 def _head(dot, clusters, net, rows):

@@ -168,6 +168,21 @@ def test_expand_draws_one_lstm_cell_with_its_gates():
     assert "cell_t0_forget" not in pos  # the other cells stay boxes
 
 
+@needs_dot
+@pytest.mark.parametrize("step", [T - 1, 1])
+def test_the_c_lane_runs_straight_into_and_out_of_an_expanded_cell(step):
+    _, loss, _ = recurrent(gg.nn.LSTM)
+    laid = layout(gg.render(loss, backward=True, unroll=True, expand=step))
+    pos = node_positions(laid)
+    lanes = {frozenset((tail, head)): path for tail, head, path in edge_paths(laid)}
+    into = lanes[frozenset((f"cell_t{step - 1}", f"cell_t{step}_forget"))]
+    (x0, _), (x1, _) = pos[f"cell_t{step - 1}"], pos[f"cell_t{step}_forget"]
+    assert x0 - 40 < into[:, 0].min() and into[:, 0].max() < x1 + 40  # no loop round the cell
+    if step + 1 in range(T):  # out of it, from the + of c_t to the next cell
+        out = lanes[frozenset((f"cell_t{step}_c", f"cell_t{step + 1}"))]
+        assert out[:, 0].max() < pos[f"cell_t{step + 1}"][0] + 80
+
+
 def test_collapsed_resnet_has_no_false_cycle():
     _, loss, _ = gg.models.resnet()
     for level in (1, 2):
