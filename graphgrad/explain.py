@@ -107,7 +107,7 @@ def _factor(graph, u, v, index) -> Factor:
     data = graph.nx.nodes[v]
     n = len(graph.args(v))
     bound_text, bound = symbolic.bound(data["op"], n, data["attrs"], index)
-    names = [a.split("/")[-1] for a in graph.args(v)] if n > 1 else None
+    names = symbolic.operand_names(graph, v)
     return Factor(u, v, index, symbolic.local_text(data["op"], n, data["attrs"], index, names=names),
                   symbolic.local_text(data["op"], n, data["attrs"], index, "latex", names), bound_text, bound,
                   graph.args(v).count(u) > 1)

@@ -449,10 +449,10 @@ class _Drawing:
 
     def local_text(self, v, index) -> str:
         """∂v/∂(argument ``index`` of v) as text, the arguments named after their nodes."""
-        data, args = self.nx.nodes[v], self.graph.args(v)
+        data = self.nx.nodes[v]
         # binary ops read better with their arguments' names: ∂(a·b)/∂b = one_hot, not "a"
-        names = [a.split("/")[-1] for a in args] if len(args) > 1 else None
-        return symbolic.local_text(data["op"], len(args), data["attrs"], index, self.notation, names)
+        names = symbolic.operand_names(self.graph, v)
+        return symbolic.local_text(data["op"], len(self.graph.args(v)), data["attrs"], index, self.notation, names)
 
     def edge_label(self, u, v) -> str | None:
         """In a compiled step's graph: ∂w/∂x on the edge that carries ∂L/∂w (or the seed) into the nodes w's

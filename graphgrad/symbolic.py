@@ -186,6 +186,18 @@ def merge_selects(expr):
     return select(conds.pop(), sum(c * s.args[1] for c, s in parts), sum(c * s.args[2] for c, s in parts))
 
 
+def operand_names(graph, v) -> list | None:
+    """How a local derivative of ``v`` names its arguments: a layer's output by its layer (``fc1``, as
+    ∂L/∂fc2.W = fc1ᵀ·ḡ), another node by the last part of its name; None for one argument (x)."""
+    def name(a):
+        layer, _, last = a.rpartition("/")
+        forward = [s for s in graph.nx.successors(a) if graph.nx.nodes[s].get("grad_of") is None]
+        return layer.replace("/", ".") if layer and not any(s.startswith(layer + "/") for s in forward) else last
+
+    args = graph.args(v)
+    return [name(a) for a in args] if len(args) > 1 else None
+
+
 def local_text(op_name: str, n_args: int, attrs: dict, index: int, notation: str = "unicode",
                names=None) -> str:
     """The label of a backward edge: the local derivative ∂op/∂arg ``index`` as text, from the op's

@@ -199,6 +199,17 @@ def test_latex_notation_covers_the_structural_ops():
     assert r"h_{t-1}" in local_text("recurrent_scan", 6, {}, 2, "latex")
 
 
+def test_a_layers_output_is_named_by_its_layer_in_local_derivatives():
+    g = gg.Graph("mlp")
+    x = g.input("x", (None, 3))
+    h = gg.nn.Dense(4, activation="relu", name="fc1")(x)
+    loss = gg.nn.Dense(2, name="fc2")(h).sum()
+    source = gg.render(loss, backward=True).source
+    assert "fc1ᵀ·ḡ" in source and "reluᵀ" not in source  # ∂L/∂fc2.W = fc1ᵀ·ḡ, as textbooks write h₁ᵀ·ḡ
+    assert "xᵀ·ḡ" in source and "ḡ·fc2.Wᵀ" in source
+    assert "fc1ᵀ·ḡ" in str(gg.explain(loss, g["fc2.W"]))
+
+
 def test_formulas_in_the_chain_rule_drawing():
     g, loss = sigmoid_net()
     source = gg.render(loss, backward=True, formulas=True).source
