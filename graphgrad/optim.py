@@ -60,12 +60,18 @@ def clip_by_global_norm(grads, max_norm):
 class SGD(Optimizer):
     """p ← p − lr·g.
 
+    ``l1=λ`` adds the proximal step of an L1 penalty λ·Σ|p| (ISTA): after the gradient step every
+    weight moves lr·λ towards zero and stops there, so a weight the data does not hold up becomes
+    exactly 0. (``gg.l1`` in the loss instead gives the subgradient λ·sign(p), which leaves such
+    weights jittering within lr·λ of zero.)
+
     The chain rule is linear in its seed, so plain SGD seeds the backward pass with lr and
     receives lr·g directly: no pass scaling each gradient (as hand-written trainers do).
     """
 
-    def __init__(self, lr=0.01, clip_norm=None, weight_decay=0.0):
+    def __init__(self, lr=0.01, clip_norm=None, weight_decay=0.0, l1=0.0):
         super().__init__(lr, clip_norm, weight_decay)
+        self.l1 = l1
 
     def gradient_scale(self) -> float:
         plain = self.clip_norm is None and not self.weight_decay  # both need the unscaled gradient
@@ -73,7 +79,11 @@ class SGD(Optimizer):
 
     def update(self, p, g):
         folded = self.gradient_scale() == self.lr  # g is lr·g already (also right when lr is 1)
-        return p - g if folded else p - self.lr * g
+        q = p - g if folded else p - self.lr * g
+        if not self.l1:
+            return q
+        reach = self.lr * self.l1
+        return q - F.minimum(F.maximum(q, -reach), reach)  # soft-thresholding: 0 wherever |q| ≤ lr·λ
 
 
 class Momentum(Optimizer):

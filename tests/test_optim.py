@@ -81,3 +81,35 @@ def test_clip_norm_bounds_the_update():
     step(params, **feeds)
     moved = np.sqrt(sum(((params[k] - before[k]) ** 2).sum() for k in params))
     assert moved <= 1e-3 * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("clip_norm", [None, 10.0])
+def test_sgd_l1_is_the_proximal_step(clip_norm):
+    """SGD(l1=λ) is one ISTA step: the gradient step, then soft-thresholding by lr·λ (exact zeros)."""
+    g, loss, params, feeds = problem()
+    lr, lam = 0.1, 0.5
+    value, grads = gg.compile(loss, wrt=g.params, dtype="float64")(params, **feeds)
+    step = gg.compile(loss, optimizer=gg.optim.SGD(lr=lr, l1=lam, clip_norm=clip_norm), dtype="float64")
+    expected = {}
+    for k, p in params.items():
+        q = p - lr * grads[k]
+        expected[k] = np.sign(q) * np.maximum(np.abs(q) - lr * lam, 0.0)
+    step(params, **feeds)
+    for k in params:
+        np.testing.assert_allclose(params[k], expected[k], atol=1e-12, err_msg=k)
+    zeros = sum(int((v == 0).sum()) for v in params.values())
+    assert zeros == sum(int((v == 0).sum()) for v in expected.values()) > 0
+
+
+def test_l1_proximal_steps_zero_the_irrelevant_weights_exactly():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 20))
+    target = X[:, :3] @ np.array([3.0, -2.0, 1.5]) + 0.5 * rng.normal(size=200)
+    g = gg.Graph("lasso")
+    x, t = g.input("x", (None, 20), dtype="float64"), g.input("t", (None,), dtype="float64")
+    w = g.param("w", (20, 1), init="zeros", dtype="float64")
+    step = gg.compile(gg.mse((x @ w).reshape((None,)), t), optimizer=gg.optim.SGD(lr=0.01, l1=0.2))
+    params = g.init_params()
+    for _ in range(1000):
+        step(params, x=X, t=target)
+    assert np.all(params["w"][3:] == 0) and np.all(np.abs(params["w"][:3, 0]) > 1)
