@@ -11,7 +11,7 @@ import sympy
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .elementwise import masked_product_ok
+from .functions import masked_product_ok
 
 _NUMPY_FUNCS = {
     "exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "sin": "np.sin", "cos": "np.cos",
