@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections.abc
 import functools
+import inspect
 
 from .. import lazy
 from .registry import Op, register
@@ -57,6 +58,15 @@ def attrs_key(attrs) -> tuple:
 def node_formula(name, n, attrs):
     """``(expr, symbols)``: the op's formula over its argument symbols."""
     return _formula(name, n, attrs_key(attrs))
+
+
+def check_attrs(name, n, attrs):
+    """Raise ``TypeError`` for attrs the op's formula does not take (or lacks), by its signature, so that
+    declaring a graph needs no SymPy (a compile served from the cache never imports it).  Their values
+    are checked by the public op functions (`functional.py`)."""
+    from .registry import get_op
+
+    inspect.signature(get_op(name).formula).bind(*range(n), **attrs)
 
 
 @functools.lru_cache(maxsize=None)
