@@ -139,7 +139,7 @@ def unicode(expr) -> str:
 
 
 def latex(expr) -> str:
-    """``expr`` as LaTeX; σ and branches print as in textbooks (see `elementwise.sigmoid`)."""
+    """``expr`` as LaTeX; σ and branches print as in textbooks (see `ops.functions.sigmoid`)."""
     return sympy.latex(sympy.sympify(expr))
 
 
