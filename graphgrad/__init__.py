@@ -12,7 +12,6 @@ from .functional import (
     minimum, mse, relu, sigmoid, silu, softmax, softmax_cross_entropy, softplus, sqrt, stack, tanh, where,
 )
 from .autodiff import grad
-from .symbolic import derivative, formula
 from .runtime import Compiled, compile
 from .checking import check_grad
 from .train import fit, load_params, save_params
@@ -27,3 +26,16 @@ __all__ = [
     "log_softmax", "maximum", "minimum", "mse", "relu", "sigmoid", "silu", "softmax", "softmax_cross_entropy",
     "softplus", "sqrt", "stack", "tanh", "where",
 ]
+
+
+def __getattr__(name):
+    # derivative and formula are SymPy views: `symbolic` imports SymPy (half a second), so on first use
+    if name in ("derivative", "formula"):
+        from . import symbolic
+
+        return getattr(symbolic, name)
+    raise AttributeError(f"module 'graphgrad' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,6 +1,8 @@
 """Derive: reverse-mode chain rule over the graph, adding the gradient as nodes of the same graph."""
 from __future__ import annotations
 
+import heapq
+
 import networkx as nx
 
 from .errors import GraphError
@@ -9,10 +11,28 @@ from .ops import get_op
 
 
 def topological_order(graph, nodes=None) -> list:
-    """One deterministic topological order: creation order breaks ties."""
-    G = graph.nx if nodes is None else graph.nx.subgraph(nodes)
-    rank = {n: i for i, n in enumerate(graph.nx.nodes)}
-    return list(nx.lexicographical_topological_sort(G, key=rank.__getitem__))
+    """One deterministic topological order (of ``nodes``, by default all): creation order breaks ties."""
+    # Kahn's algorithm on a heap of creation ranks, as networkx's lexicographical sort, reading the
+    # adjacency dicts directly: it runs a dozen times per compile, and a subgraph view cost 3x more
+    G = graph.nx
+    rank = {n: i for i, n in enumerate(G)}
+    keep = rank if nodes is None else set(nodes)
+    pred, succ = G.pred, G.succ
+    waiting = {n: sum(len(keys) for u, keys in pred[n].items() if u in keep) for n in keep}  # edges, x*x twice
+    ready = [(rank[n], n) for n, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, n = heapq.heappop(ready)
+        order.append(n)
+        for v, keys in succ[n].items():
+            if v in keep:
+                waiting[v] -= len(keys)
+                if waiting[v] == 0:
+                    heapq.heappush(ready, (rank[v], v))
+    if len(order) != len(waiting):
+        raise GraphError(f"graph {graph.name!r} has a cycle")
+    return order
 
 
 def _total(cotangents):

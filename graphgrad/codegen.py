@@ -20,7 +20,8 @@ import sympy
 
 from .autodiff import topological_order
 from .ops import get_op
-from .ops.elementwise import masked_product_ok, node_formula, node_kernels
+from .ops.elementwise import node_formula, node_kernels
+from .ops.functions import masked_product_ok
 from .ops.printer import NumPyEmitter, Target, UfuncChain
 from .source_text import WIDTH, called_helpers, fit
 

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from . import symbolic
+from . import lazy
 from .errors import GraphError
 from .ir import Tensor
 from .ops import get_op
+
+symbolic = lazy.module("graphgrad.symbolic")  # SymPy, imported when something is explained
 
 
 @dataclass(frozen=True)

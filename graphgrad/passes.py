@@ -13,7 +13,8 @@ import sympy
 from .autodiff import topological_order
 from .ir import canonical
 from .ops import get_op
-from .ops.elementwise import expr_symbols, node_formula, node_kernels, select, sigmoid, softplus
+from .ops.elementwise import expr_symbols, node_formula, node_kernels
+from .ops.functions import select, sigmoid, softplus
 
 MAX_FUSED_OPS = 400  # beyond this a fused expression costs more to simplify than it saves
 FOLD_LIMIT = 4096  # fold constants only up to this many elements

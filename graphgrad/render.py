@@ -17,20 +17,25 @@ file name says.
 from __future__ import annotations
 
 import math
-import os
 import pathlib
 import re
-import tempfile
+from typing import TYPE_CHECKING
 
-import graphviz
 import networkx as nx
 import numpy as np
 
-from . import symbolic
+from . import lazy
 from .autodiff import grad, topological_order
 from .errors import GraphError
 from .ir import Graph, Tensor
 from .ops import get_op
+
+if TYPE_CHECKING:
+    from .drawing import Drawing
+
+# imported when something is drawn, not by ``import graphgrad``
+graphviz = lazy.module("graphviz")
+symbolic = lazy.module("graphgrad.symbolic")
 
 FILL = {"input": "#deebf7", "param": "#e5f5e0", "const": "#f0f0f0", "state": "#fff7bc", "assign": "#fee6ce",
         "output": "#f0f0f0"}
@@ -44,34 +49,6 @@ MAGNITUDE = ["#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#bd0026", "
 
 def _shape(shape) -> str:
     return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
-
-
-class Drawing(graphviz.Digraph):
-    """A ``graphviz.Digraph`` that writes itself to a path in the format its extension names."""
-
-    FORMATS = ("svg", "png", "pdf", "dot")
-
-    def save(self, filename=None, directory=None, *, skip_existing=False):
-        """Write ``filename`` (.svg, .png, .pdf or .dot) atomically, so a reader never sees half a file;
-        any other name gets the DOT source, as graphviz's ``save`` does.  Returns the path."""
-        path = pathlib.Path(directory or "", filename or self.filename)
-        fmt = path.suffix.lstrip(".").lower()
-        if fmt not in self.FORMATS:
-            return super().save(filename, directory=directory, skip_existing=skip_existing)
-        data = self.source.encode() if fmt == "dot" else self.pipe(format=fmt)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-            f.write(data)
-        os.replace(f.name, path)
-        return str(path)
-
-    def render(self, filename=None, *args, **kwargs):
-        """As graphviz's, but ``render("bptt.png")`` writes bptt.png (the format from the extension)."""
-        suffix = pathlib.Path(str(filename)).suffix.lstrip(".").lower() if filename is not None else ""
-        if suffix in self.FORMATS and not args and kwargs.get("format") in (None, suffix) and set(kwargs) <= {
-                "directory", "cleanup", "format"}:
-            return self.save(filename, kwargs.get("directory"))
-        return super().render(filename, *args, **kwargs)
 
 
 def render(target, backward: bool = False, grads=None, rankdir: str = "TB", *, unroll: bool = False,
@@ -137,6 +114,8 @@ def render(target, backward: bool = False, grads=None, rankdir: str = "TB", *, u
 
 def save(target, path, **options) -> str:
     """``render(target, **options).save(path)``: the format from the extension (.svg .png .pdf .dot)."""
+    from .drawing import Drawing
+
     drawing = target if isinstance(target, Drawing) else render(target, **options)
     if pathlib.Path(path).suffix.lstrip(".").lower() not in Drawing.FORMATS:
         raise GraphError(f"cannot tell the format of {str(path)!r}: its extension must be one of "
@@ -558,6 +537,8 @@ class _Drawing:
         return out
 
     def to_dot(self, rankdir="TB", **options) -> Drawing:
+        from .drawing import Drawing
+
         if any(self.nx.nodes[n].get("time") is not None for n in self.order if n in self.nx):
             # the steps of an unrolled recurrent layer are built in time order: little crossing
             # minimisation keeps them so (left to right), where a full one moved the last step first

@@ -28,8 +28,9 @@ from .autodiff import topological_order
 from .errors import GraphError
 from .ir import Graph, Tensor
 from .ops import recurrent as R
-from .ops.elementwise import sigmoid
-from .render import GRAD_FILL, GRAD_LINE, Drawing, gradients_at, holds_feeds
+from .ops.functions import sigmoid
+from .drawing import Drawing
+from .render import GRAD_FILL, GRAD_LINE, gradients_at, holds_feeds
 
 FILL = {"input": "#deebf7", "param": "#e5f5e0", "cell": "#f7fbff", "head": "#ffffff"}
 MAGNITUDE = ["#fdd0a2", "#fdae6b", "#fd8d3c", "#f16913", "#d94801", "#a63603", "#7f2704"]

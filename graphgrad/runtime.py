@@ -19,12 +19,10 @@ import traceback
 import numpy as np
 
 from .autodiff import grad
-from .codegen import generate
 from .errors import GraphError
 from .ir import Tensor, canonical
 from .ops import get_op
 from .ops.recurrent import unroll_scans
-from .passes import PASSES, REWRITES, dead_code, fuse_elementwise, optimise
 from .portable_kernels import host_dtype
 from . import validate
 
@@ -145,6 +143,11 @@ def _wrt_tensors(graph, wrt):
 
 def _build(graph, outputs, wrt, optimizer, training, dtype, check_finite, single, mode, target="numpy"):
     """declare -> derive -> optimise -> generate, on a copy of the user's graph."""
+    # imported here: the passes and code generation work on SymPy expressions, and SymPy is not
+    # imported until a graph is compiled (a cache hit never builds)
+    from .codegen import generate
+    from .passes import PASSES, REWRITES, dead_code, fuse_elementwise, optimise
+
     work = graph.copy()
     outs = [work.tensor(o.node) for o in outputs]
     for i, o in enumerate(outs):

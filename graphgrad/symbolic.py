@@ -139,7 +139,7 @@ def unicode(expr) -> str:
 
 
 def latex(expr) -> str:
-    """``expr`` as LaTeX; σ and branches print as in textbooks (see `elementwise.sigmoid`)."""
+    """``expr`` as LaTeX; σ and branches print as in textbooks (see `ops.functions.sigmoid`)."""
     return sympy.latex(sympy.sympify(expr))
 
 
@@ -176,7 +176,7 @@ def local_formula(op_name: str, n_args: int, attrs: dict, index: int) -> sympy.E
 
 def merge_selects(expr):
     """``c·select(x, 0, 1) + select(x, 1, 0)`` -> ``select(x, 1, c)``: one branch, as a textbook writes it."""
-    from .ops.elementwise import select
+    from .ops.functions import select
 
     terms = sympy.Add.make_args(expr)
     parts = [t.as_independent(select) for t in terms]

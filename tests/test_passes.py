@@ -120,7 +120,7 @@ def test_no_nan_leaks_from_the_branch_where_did_not_select():
 
 
 def test_guard_selects_moves_products_inside_the_branch():
-    from graphgrad.ops.elementwise import select
+    from graphgrad.ops.functions import select
 
     c, g, r = sympy.symbols("c g r", real=True)
     assert passes.guard_selects(select(c, g, 0) * r) == select(c, g * r, 0)

@@ -1,7 +1,7 @@
 """SymPy -> NumPy source: the printer every elementwise emission goes through.
 
 Functions that vectorize differently print themselves through a
-``_numpycode(printer)`` method on their SymPy class (see `elementwise.py`);
+``_numpycode(printer)`` method on their SymPy class (see `functions.py`);
 this printer only maps SymPy's own functions and powers.  Python scalar
 literals stay weakly typed in NumPy, so float32 code stays float32.
 """
@@ -11,7 +11,7 @@ import sympy
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .elementwise import masked_product_ok
+from .functions import masked_product_ok
 
 _NUMPY_FUNCS = {
     "exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "sin": "np.sin", "cos": "np.cos",
