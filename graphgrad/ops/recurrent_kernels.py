@@ -225,20 +225,19 @@ def lstm_scan(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, *, state=None, out=No
                          _rk_lstm_scale(H, x.dtype))
     Z = _rk_step_inputs(x, H, h0, state)
     tape = _rk_result(out, (T, 6 * H, N), x.dtype)
-    numerators = np.ones((4 * H, 1), dtype=x.dtype)
-    numerators[2 * H:3 * H] = 2
     ig, tanh_c = np.empty((H, N), dtype=x.dtype), np.empty((H, N), dtype=x.dtype)
     c = np.zeros((H, N), dtype=x.dtype) if c0 is None else c0.T
     with np.errstate(over="ignore"):  # e = inf gives the gate's limit 0 (g: −1)
         for t in range(T):
             c_prev, row = c, tape[t]
-            gates = np.matmul(W, Z[t], out=row[2 * H:])
+            gates, g = np.matmul(W, Z[t], out=row[2 * H:]), row[4 * H:5 * H]
             np.exp(gates, out=gates)
             gates += 1
-            np.divide(numerators, gates, out=gates)
-            row[4 * H:5 * H] -= 1
+            np.reciprocal(gates, out=gates)
+            g *= 2  # two calls on g beat one divide by a broadcast column of numerators
+            g -= 1
             c = np.multiply(row[3 * H:4 * H], c_prev, out=row[H:2 * H])  # f c
-            c += np.multiply(row[2 * H:3 * H], row[4 * H:5 * H], out=ig)  # + i g
+            c += np.multiply(row[2 * H:3 * H], g, out=ig)  # + i g
             np.multiply(row[5 * H:], np.tanh(c, out=tanh_c), out=Z[t + 1, :H])  # h = o tanh(c)
     tape[:, :H] = Z[1:, :H]
     return tape.transpose(0, 2, 1)
