@@ -227,7 +227,7 @@ def lstm_scan(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, *, state=None, out=No
     tape = _rk_result(out, (T, 6 * H, N), x.dtype)
     ig, tanh_c = np.empty((H, N), dtype=x.dtype), np.empty((H, N), dtype=x.dtype)
     c = np.zeros((H, N), dtype=x.dtype) if c0 is None else c0.T
-    with np.errstate(over="ignore"):  # e = inf gives the gate's limit 0 (g: −1)
+    with np.errstate(over="ignore", under="ignore"):  # e = inf or 0 gives the gate's limit 0 or 1 (g: −1 or 1)
         for t in range(T):
             c_prev, row = c, tape[t]
             gates, g = np.matmul(W, Z[t], out=row[2 * H:]), row[4 * H:5 * H]
