@@ -86,17 +86,19 @@ def test_lowerings_agree(cell, initial_state):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_saturated_lstm_gates_match_the_unrolled_cells(dtype):
-    """Pre-activations in the thousands: the loop's exp overflows (gates exactly 0, g exactly −1, so o = h = 0
-    where the reverse loop recovers tanh(c) as h / o), silently, and agrees with the unrolled cells."""
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_saturated_gates_match_the_unrolled_cells(cell, dtype):
+    """Pre-activations in the thousands: the loop's exp overflows (gates exactly 0; an LSTM's g exactly −1, and
+    o = h = 0 where its reverse loop recovers tanh(c) as h / o), silently, and agrees with the unrolled cells."""
     results = []
     for lowering in ("unrolled", "loop"):
-        g, loss, *_ = build("lstm", lowering)
+        g, loss, *_ = build(cell, lowering)
         params, feeds = g.init_params(seed=2), feeds_for(g, seed=3)
         params = {k: v * 2000 for k, v in params.items()}
+        wrt = g.params + [g[n] for n in feeds if n[0] in "xhc"]
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            results.append(gg.compile(loss, wrt=g.params + [g["x"], g["h0"], g["c0"]], dtype=dtype)(params, **feeds))
+            results.append(gg.compile(loss, wrt=wrt, dtype=dtype)(params, **feeds))
     (v1, g1), (v2, g2) = results
     tol = 1e-3 if dtype == "float32" else 1e-9
     assert np.isfinite(v2) and abs(v1 - v2) <= tol * max(1, abs(v1))
