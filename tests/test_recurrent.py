@@ -1,5 +1,7 @@
 """Recurrent layers: against torch.nn.RNN/LSTM/GRU with copied weights, the two lowerings against
 each other, finite differences, truncated BPTT, gradient norms over time, rendering and bad input."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -81,6 +83,28 @@ def test_lowerings_agree(cell, initial_state):
     assert abs(v1 - v2) < 1e-10
     for name in g1:
         np.testing.assert_allclose(g1[name], g2[name], atol=1e-10, rtol=0, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_saturated_gates_match_the_unrolled_cells(cell, dtype):
+    """Pre-activations in the thousands: the loop's exp overflows (gates exactly 0; an LSTM's g exactly −1, and
+    o = h = 0 where its reverse loop recovers tanh(c) as h / o), silently, and agrees with the unrolled cells."""
+    results = []
+    for lowering in ("unrolled", "loop"):
+        g, loss, *_ = build(cell, lowering)
+        params, feeds = g.init_params(seed=2), feeds_for(g, seed=3)
+        params = {k: v * 2000 for k, v in params.items()}
+        wrt = g.params + [g[n] for n in feeds if n[0] in "xhc"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            results.append(gg.compile(loss, wrt=wrt, dtype=dtype)(params, **feeds))
+    (v1, g1), (v2, g2) = results
+    tol = 1e-3 if dtype == "float32" else 1e-9
+    assert np.isfinite(v2) and abs(v1 - v2) <= tol * max(1, abs(v1))
+    for name in g1:
+        assert np.isfinite(g2[name]).all(), name
+        np.testing.assert_allclose(g1[name], g2[name], atol=tol * max(1, np.abs(g1[name]).max()), err_msg=name)
 
 
 def test_auto_lowering_loops_long_sequences_and_code_stays_flat():

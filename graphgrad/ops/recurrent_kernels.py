@@ -25,10 +25,14 @@ about twice as fast as (N, K) @ (K, G·H) for a batch of 32.  The input side rid
 same GEMM: step t multiplies [W_hh | W_ih | b] by [h_{t−1}; x_t; 1], so there is no
 separate input projection or bias add.
 
-σ(a) is computed as 0.5·tanh(0.5·a) + 0.5: no overflow, and one tanh call serves all
-gates; the 0.5 is folded into the sigmoid gates' rows of the weights once per call.  The
-reverse loop multiplies by local derivatives that it computes a chunk of steps at a time,
-so each step is its GEMM and a handful of elementwise calls.
+Gates come from one exp call per step: σ(a) = 1 / (1 + e^−a), and the LSTM's
+tanh(a) = 2 / (1 + e^−2a) − 1, the −1 and −2 folded into the gates' rows of the weights
+once per call; an e that overflows gives the gate's limit, so the loops ignore overflow.
+NumPy's float32 exp costs about half its tanh per element (σ as 0.5·tanh(0.5·a) + 0.5 took
+as many calls), and the gates are most of a step's elementwise work.
+
+The reverse loop multiplies by local derivatives that it computes a chunk of steps at a
+time, so each step is its GEMM and a handful of elementwise calls.
 
 Large arrays are not allocated per call: results go into the generated step's reusable
 buffers (``out``) where code generation allows, temporaries into ``helpers.work_array`` arrays
@@ -117,10 +121,10 @@ def _rk_direct(k, sequence, g_rows, H):
     return parts[0] + parts[1] if len(parts) == 2 else parts[0] if parts else None
 
 
-def _rk_sigmoid_from_tanh(y):
-    """In place: tanh(a/2) -> σ(a)."""
-    y *= 0.5
-    y += 0.5
+def _rk_sigmoid_from_exp(e):
+    """In place: e = exp(−a) -> σ(a)."""
+    e += 1
+    np.reciprocal(e, out=e)
 
 
 def _rk_sigmoid_slope(s, out):
@@ -208,9 +212,10 @@ def rnn_scan_grad(tape, W_hh, initial, final, sequence, g_tape, truncate, state=
 # -- LSTM (PyTorch): i, f, g, o = σ, σ, tanh, σ of x W_ihᵀ + b_ih + h W_hhᵀ + b_hh;
 #    c' = f c + i g;  h' = o tanh(c') ------------------------------------------------------
 def _rk_lstm_scale(H, dtype):
-    """0.5 for the sigmoid gates i, f, o and 1 for g: tanh(scale · a) then gives all four gates."""
-    scale = np.full(4 * H, 0.5, dtype=dtype)
-    scale[2 * H:3 * H] = 1
+    """−1 for the sigmoid gates i, f, o and −2 for g: the step's GEMM then gives scale · a, whose exp e gives
+    σ(a) = 1 / (1 + e) and tanh(g) = 2 / (1 + e) − 1."""
+    scale = np.full(4 * H, -1, dtype=dtype)
+    scale[2 * H:3 * H] = -2
     return scale
 
 
@@ -223,32 +228,36 @@ def lstm_scan(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, *, state=None, out=No
     tape = _rk_result(out, (T, 6 * H, N), x.dtype)
     ig, tanh_c = np.empty((H, N), dtype=x.dtype), np.empty((H, N), dtype=x.dtype)
     c = np.zeros((H, N), dtype=x.dtype) if c0 is None else c0.T
-    for t in range(T):
-        c_prev, row = c, tape[t]
-        gates = np.matmul(W, Z[t], out=row[2 * H:])
-        np.tanh(gates, out=gates)
-        _rk_sigmoid_from_tanh(gates[:2 * H])
-        _rk_sigmoid_from_tanh(gates[3 * H:])
-        c = np.multiply(row[3 * H:4 * H], c_prev, out=row[H:2 * H])  # f c
-        c += np.multiply(row[2 * H:3 * H], row[4 * H:5 * H], out=ig)  # + i g
-        np.multiply(row[5 * H:], np.tanh(c, out=tanh_c), out=Z[t + 1, :H])  # h = o tanh(c)
+    with np.errstate(over="ignore", under="ignore"):  # e = inf or 0 gives the gate's limit 0 or 1 (g: −1 or 1)
+        for t in range(T):
+            c_prev, row = c, tape[t]
+            gates, g = np.matmul(W, Z[t], out=row[2 * H:]), row[4 * H:5 * H]
+            _rk_sigmoid_from_exp(np.exp(gates, out=gates))
+            g *= 2  # tanh(g) = 2σ(2g) − 1: two calls on g beat dividing all gates by a column of numerators
+            g -= 1
+            c = np.multiply(row[3 * H:4 * H], c_prev, out=row[H:2 * H])  # f c
+            c += np.multiply(row[2 * H:3 * H], g, out=ig)  # + i g
+            np.multiply(row[5 * H:], np.tanh(c, out=tanh_c), out=Z[t + 1, :H])  # h = o tanh(c)
     tape[:, :H] = Z[1:, :H]
     return tape.transpose(0, 2, 1)
 
 
 def _rk_lstm_local(rows, c_before, P, RQ):
     """The local derivatives of steps ``rows`` (k, 6H, N), c_before the cell state before the first:
-    P = [g σ'(i), c_prev σ'(f), i tanh'(g)] and RQ = [tanh(c) σ'(o), o tanh'(c)], (k, ·, H, N)."""
+    P = [g σ'(i), c_prev σ'(f), i tanh'(g)] and RQ = [tanh(c) σ'(o), o tanh'(c)], (k, ·, H, N).
+
+    tanh(c) is h / o (no second tanh): R = h (1 − o) and Q = o − h tanh(c); where o is 0, so is h,
+    and dividing by max(o, tiny) gives Q = 0 as it should.
+    """
     H = rows.shape[1] // 6
-    c, i, f, g, o = (rows[:, k * H:(k + 1) * H] for k in range(1, 6))
+    h, c, i, f, g, o = (rows[:, k * H:(k + 1) * H] for k in range(6))
     np.multiply(_rk_sigmoid_slope(i, P[:, 0]), g, out=P[:, 0])
     np.multiply(_rk_sigmoid_slope(f, P[:, 1]), _rk_previous(c, c_before, P[:, 2]), out=P[:, 1])
     np.multiply(_rk_tanh_slope(g, P[:, 2]), i, out=P[:, 2])
     R, Q = RQ[:, 0], RQ[:, 1]
-    tanh_c = np.tanh(c, out=Q)
-    np.multiply(_rk_sigmoid_slope(o, R), tanh_c, out=R)
-    _rk_tanh_slope(tanh_c, Q)
-    Q *= o
+    tanh_c = np.divide(h, np.maximum(o, np.finfo(o.dtype).tiny, out=R), out=Q)
+    np.subtract(o, np.multiply(tanh_c, h, out=Q), out=Q)
+    np.multiply(np.subtract(1, o, out=R), h, out=R)
 
 
 def _rk_lstm_direct(rows, g_rows, E):
@@ -314,7 +323,7 @@ def _rk_gru_step_weights(W_ih, W_hh, b_ih, b_hh, out):
     out[3 * H:, :H] = W_hh[2 * H:]
     out[3 * H:, H:H + I] = 0
     out[3 * H:, H + I] = b_hh[2 * H:]
-    out[:2 * H] *= 0.5  # σ from tanh
+    out[:2 * H] *= -1  # σ from exp
     return out
 
 
@@ -325,18 +334,18 @@ def gru_scan(x, W_ih, W_hh, b_ih, b_hh, h0=None, *, state=None, out=None):
     Z = _rk_step_inputs(x, H, h0, state)
     tape = _rk_result(out, (T, 5 * H, N), x.dtype)
     scratch = np.empty((H, N), dtype=x.dtype)
-    for t in range(T):
-        row = tape[t]
-        np.matmul(W, Z[t], out=row[H:])  # r, z (pre-activations), x W_inᵀ + b_in in n's place, hn
-        rz = row[H:3 * H]
-        np.tanh(rz, out=rz)
-        _rk_sigmoid_from_tanh(rz)
-        r, z, n, hn = (row[k * H:(k + 1) * H] for k in range(1, 5))
-        n += np.multiply(r, hn, out=scratch)
-        np.tanh(n, out=n)
-        h_prev = Z[t, :H]
-        # (1 − z) n + z h
-        np.add(n, np.multiply(z, np.subtract(h_prev, n, out=scratch), out=scratch), out=Z[t + 1, :H])
+    with np.errstate(over="ignore", under="ignore"):  # e = inf or 0 gives σ's limit 0 or 1
+        for t in range(T):
+            row = tape[t]
+            np.matmul(W, Z[t], out=row[H:])  # −r, −z (pre-activations), x W_inᵀ + b_in in n's place, hn
+            rz = row[H:3 * H]
+            _rk_sigmoid_from_exp(np.exp(rz, out=rz))
+            r, z, n, hn = (row[k * H:(k + 1) * H] for k in range(1, 5))
+            n += np.multiply(r, hn, out=scratch)
+            np.tanh(n, out=n)
+            h_prev = Z[t, :H]
+            # (1 − z) n + z h
+            np.add(n, np.multiply(z, np.subtract(h_prev, n, out=scratch), out=scratch), out=Z[t + 1, :H])
     tape[:, :H] = Z[1:, :H]
     return tape.transpose(0, 2, 1)
 
