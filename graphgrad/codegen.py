@@ -30,7 +30,8 @@ RESERVED = {"np", "F", "N", "results", "params", "feeds", "state", "step", "run"
 # top-level calls that take ``out=``: the value of an elementwise node is written into its own
 # buffer, kept between calls, instead of a fresh array (whose page faults dominate large steps)
 _OUT_UFUNCS = ("np.exp", "np.log", "np.tanh", "np.maximum", "np.minimum", "np.abs", "np.log1p", "np.expm1",
-               "np.sqrt", "np.sin", "np.cos", "np.sign", "np.logaddexp", "np.sinh", "np.cosh", "np.arctan")
+               "np.sqrt", "np.sin", "np.cos", "np.sign", "np.logaddexp", "np.sinh", "np.cosh", "np.arctan",
+               "positive_part")
 
 
 def _single_call(text: str) -> bool:

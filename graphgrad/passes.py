@@ -14,7 +14,7 @@ from .autodiff import topological_order
 from .ir import canonical
 from .ops import get_op
 from .ops.elementwise import expr_symbols, node_formula, node_kernels
-from .ops.functions import select, sigmoid, softplus
+from .ops.functions import relu, select, sigmoid, softplus
 
 MAX_FUSED_OPS = 400  # beyond this a fused expression costs more to simplify than it saves
 FOLD_LIMIT = 4096  # fold constants only up to this many elements
@@ -330,6 +330,28 @@ def guard_selects(expr):
     return expr.replace(is_guarded_product, pull_in)
 
 
+def drop_vanishing_selects(expr, nonnegative, scalars):
+    """select(c, c·r, 0) -> c·r where c is never negative (a ReLU's output): the product is 0 already where
+    the select takes 0, so its mask pass goes (W4's mean-square loss: ∂/∂relu = 2·relu/n).  Only when r is
+    built by sums and products of arguments and divisions by scalars: then r is finite where the mask
+    product it replaces (c·r)·(c > 0) is, and both are NaN where it is not."""
+    def finite(r):
+        return (r.is_Number or r.is_Symbol or r.is_Pow and r.base in scalars and r.exp.is_Number
+                or (r.is_Mul or r.is_Add) and all(finite(t) for t in r.args))
+
+    def vanishes(e):
+        return (isinstance(e, select) and e.args[0] in nonnegative and e.args[2] == 0 and e.args[1].is_Mul
+                and e.args[0] in e.args[1].args and finite(e.args[1] / e.args[0]))
+
+    return expr.replace(vanishes, lambda e: e.args[1])
+
+
+def _nonnegative(graph, node) -> bool:
+    """Whether a node is a ReLU's output (relu alone or a fused expression ending in one)."""
+    data = graph.nx.nodes[node]
+    return data["op"] == "relu" or data["op"] == "expr" and isinstance(data["attrs"]["expr"], relu)
+
+
 def _fusable_into(graph, u, v):
     data = graph.nx.nodes[u]
     return (get_op(data["op"]).elementwise and data["dtype"] == graph.nx.nodes[v]["dtype"]
@@ -370,12 +392,15 @@ def _absorb(graph, v):
         expr = expr.xreplace({s: sympy.sympify(value) for s, value in consts.items()})
         pairs = [(s, a) for s, a in pairs if s not in consts]
         changed = True
-    if not changed and guard_selects(expr) == expr:
+    nonnegative = {s for s, a in pairs if _nonnegative(graph, a)}
+    scalars = {s for s, a in pairs if graph.nx.nodes[a]["shape"] == ()}
+    simplified = guard_selects(drop_vanishing_selects(expr, nonnegative, scalars))
+    if not changed and simplified == expr:
         return False
     # one symbol per distinct argument node, numbered in argument order
     unique = list(dict.fromkeys(a for _, a in pairs))
     symbols = expr_symbols(len(unique))
-    expr = guard_selects(expr.xreplace({s: symbols[unique.index(a)] for s, a in pairs}))
+    expr = simplified.xreplace({s: symbols[unique.index(a)] for s, a in pairs})
     graph.nx.nodes[v].update(op="expr", attrs={"expr": expr})
     _set_args(graph.nx, v, unique)
     return True

@@ -126,6 +126,31 @@ def test_guard_selects_moves_products_inside_the_branch():
     assert passes.guard_selects(select(c, g, 0) * r) == select(c, g * r, 0)
 
 
+def test_a_relu_gradient_that_vanishes_with_the_output_needs_no_mask():
+    g = gg.Graph()
+    x = g.input("x", (None, 3))
+    w = g.param("w", (3,))
+    y = gg.relu(x * w)
+    loss = (y * y).mean()  # ∂/∂y = 2y/n: already 0 where the ReLU is off
+    f = gg.compile(loss, wrt=[w])
+    assert "> 0" not in f.source[f.source.index("def step"):f.source.index("def new_state")]
+    feeds = {"x": np.random.default_rng(0).normal(size=(4, 3))}
+    params = {"w": np.array([0.5, -1.0, 2.0])}
+    gg.check_grad(loss, params, feeds)
+    h = gg.relu(x * w)
+    masked = gg.compile((h * gg.exp(x)).sum(), wrt=[w]).source  # ∂/∂h = exp(x): the mask stays
+    assert "> 0" in masked[masked.index("def step"):masked.index("def new_state")]
+
+
+def test_drop_vanishing_selects_keeps_divisions_by_arrays():
+    from graphgrad.ops.elementwise import select
+
+    c, n, v = sympy.symbols("c n v", real=True)
+    assert passes.drop_vanishing_selects(select(c, 2 * c / n, 0), {c}, {n}) == 2 * c / n
+    assert passes.drop_vanishing_selects(select(c, c / v, 0), {c}, {n}) == select(c, c / v, 0)  # v may be 0
+    assert passes.drop_vanishing_selects(select(v, v / n, 0), {c}, {n}) == select(v, v / n, 0)  # v may be < 0
+
+
 # -- random DAGs: elementwise, matmul and reductions pass check_grad ----------------------
 UNARY = [gg.tanh, gg.sigmoid, gg.exp, lambda t: t * t, gg.softplus, gg.silu]
 BINARY = [lambda a, b: a + b, lambda a, b: a * b, lambda a, b: a - b]

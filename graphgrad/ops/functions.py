@@ -82,12 +82,13 @@ class relu(sympy.Function):
 
     # relu(x) > 0 exactly where x > 0: the derivative may test the output, so the input dies at the forward
     output_has_sign_of_input = True
+    kernels = (special_kernels.positive_part,)  # np.maximum against the scalar 0 is 5x slower
 
     def fdiff(self, argindex=1):
         return select(self.args[0], 1, 0)
 
     def _numpycode(self, p):
-        return f"np.maximum({p._print(self.args[0])}, 0)"
+        return f"positive_part({p._print(self.args[0])})"
 
 
 class softplus(sympy.Function):
