@@ -143,7 +143,7 @@ def test_a_relu_gradient_that_vanishes_with_the_output_needs_no_mask():
 
 
 def test_drop_vanishing_selects_keeps_divisions_by_arrays():
-    from graphgrad.ops.elementwise import select
+    from graphgrad.ops.functions import select
 
     c, n, v = sympy.symbols("c n v", real=True)
     assert passes.drop_vanishing_selects(select(c, 2 * c / n, 0), {c}, {n}) == 2 * c / n
