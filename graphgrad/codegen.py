@@ -31,7 +31,7 @@ RESERVED = {"np", "F", "N", "results", "params", "feeds", "state", "step", "run"
 # buffer, kept between calls, instead of a fresh array (whose page faults dominate large steps)
 _OUT_UFUNCS = ("np.exp", "np.log", "np.tanh", "np.maximum", "np.minimum", "np.abs", "np.log1p", "np.expm1",
                "np.sqrt", "np.sin", "np.cos", "np.sign", "np.logaddexp", "np.sinh", "np.cosh", "np.arctan",
-               "positive_part")
+               "np.clip")
 
 
 def _single_call(text: str) -> bool:

@@ -206,7 +206,7 @@ def test_generated_source_is_vectorized_and_commented():
         text = " ".join(part.strip() for part in lines[statement.lineno - 1:statement.end_lineno])
         if re.match(r"\w+_t\d+ = ", text):
             continue
-        in_place_step = re.match(r"(\w+ = )?(np\.)?\w+\(.*, out=(\w+|buffer\(.*\))\)$", text)
+        in_place_step = re.match(r"(\w+ = )?np\.\w+\(.*, out=(\w+|buffer\(.*\))\)$", text)
         commented = "#" in lines[statement.lineno - 1] or lines[statement.lineno - 2].strip().startswith("#")
         assert commented or in_place_step or text.startswith(("results", "return")), text
     assert "fc1_matmul = np.matmul(x, fc1_W, out=buffer(" in body  # into a buffer reused by every call
