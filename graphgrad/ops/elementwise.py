@@ -16,7 +16,7 @@ import functools
 import inspect
 
 from .. import lazy
-from .registry import Op, register
+from .registry import Op, get_op, register
 from .shapes import broadcast_shapes, unbroadcast
 
 sympy = lazy.module("sympy")
@@ -44,11 +44,8 @@ def _symbols_for(params, n):
 
 @functools.lru_cache(maxsize=None)
 def _formula(name, n, attrs_key):
-    from .registry import get_op
-
-    op = get_op(name)
-    params = _PARAMS[name]
-    return op.formula(*_symbols_for(params, n), **dict(attrs_key)), _symbols_for(params, n)
+    symbols = _symbols_for(_PARAMS[name], n)
+    return get_op(name).formula(*symbols, **dict(attrs_key)), symbols
 
 
 def attrs_key(attrs) -> tuple:
@@ -64,8 +61,6 @@ def check_attrs(name, n, attrs):
     """Raise ``TypeError`` for attrs the op's formula does not take (or lacks), by its signature, so that
     declaring a graph needs no SymPy (a compile served from the cache never imports it).  Their values
     are checked by the public op functions (`functional.py`)."""
-    from .registry import get_op
-
     inspect.signature(get_op(name).formula).bind(*range(n), **attrs)
 
 
