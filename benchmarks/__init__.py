@@ -6,4 +6,6 @@
   PyTensor (the latter two only when importable).
 - ``benchmarks.harness``   -- multi-process, interleaved timing; the system
   registry (``SYSTEMS`` / ``register``) where graphgrad plugs in.
+- ``benchmarks.bounds``    -- the costs no NumPy step avoids (imports, float32
+  transcendentals, W3's fixed parts), set against the targets.
 """

@@ -85,3 +85,17 @@ def test_one_training_step_matches_the_reference(wl):
     for name in ref.params:
         assert ours.params[name].dtype == np.float32
         np.testing.assert_allclose(ours.params[name], ref.params[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_bounds_report_measures_what_the_targets_cannot_get_under():
+    """`python -m benchmarks.bounds` (tiny W3): import seconds, per-element costs and W3's budget, as JSON."""
+    cmd = [sys.executable, "-m", "benchmarks.bounds", "--small", "--json"]
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    b = json.loads(r.stdout)
+    assert set(b["import_s"]) == {"networkx", "sympy", "graphgrad"} and all(s > 0 for s in b["import_s"].values())
+    assert set(b["ns_per_element"]) == {"exp", "tanh", "multiply"}
+    w3 = b["W3_ms"]
+    assert min(w3["floor"], w3["own_gemms"], w3["transcendentals"]) > 0
+    assert w3["left_at_target"] == pytest.approx(1.15 * w3["floor"] - w3["own_gemms"] - w3["transcendentals"])
