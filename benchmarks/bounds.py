@@ -21,11 +21,11 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 from . import harness, reference
+from .scaling import median_seconds
 
 W3_TARGET = 1.15  # the W3 row's target, a multiple of its GEMM floor
 
@@ -40,14 +40,7 @@ def import_seconds(module: str, repeats: int = 3) -> float:
 
 
 def _ms(fn, repeats: int) -> float:
-    """Median milliseconds of ``fn()`` after one untimed call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return median_seconds(fn, repeats, warmup=1) * 1e3
 
 
 def ns_per_element(ufunc, shape, repeats: int = 200) -> float:

@@ -13,7 +13,8 @@ import numpy as np
 import graphgrad as gg
 
 
-def _median_step(run, repeats=5, warmup=2):
+def median_seconds(run, repeats=5, warmup=2):
+    """Median wall seconds of ``run()`` over ``repeats`` calls after ``warmup`` untimed ones."""
     for _ in range(warmup):
         run()
     times = []
@@ -46,11 +47,11 @@ def array_api_table(batch=64):
                           else rng.normal(size=(batch,) + t.shape[1:]).astype(np.float32)) for t in g.inputs}
         params = g.init_params(seed=0)
         grads = gg.compile(loss, wrt=g.params)
-        row = {"model": name, "numpy target": _median_step(lambda: grads(params, **feeds))}
+        row = {"model": name, "numpy target": median_seconds(lambda: grads(params, **feeds))}
         portable = gg.compile(loss, wrt=g.params, target="array_api")
         for lib, (to, finish) in libraries.items():
             p, f = {k: to(v) for k, v in params.items()}, {k: to(v) for k, v in feeds.items()}
-            row[lib] = _median_step(lambda: finish(portable(p, **f)))
+            row[lib] = median_seconds(lambda: finish(portable(p, **f)))
         rows.append(row)
     return rows
 
