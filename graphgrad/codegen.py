@@ -19,6 +19,7 @@ import numpy as np
 import sympy
 
 from .autodiff import topological_order
+from .ir import shape_text
 from .ops import get_op
 from .ops.elementwise import node_formula, node_kernels
 from .ops.functions import masked_product_ok
@@ -94,10 +95,6 @@ class Names:
             self.taken.add(name)
             self.of[node] = name
         return self.of[node]
-
-
-def fmt_shape(shape) -> str:
-    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def literal(value) -> str:
@@ -207,7 +204,8 @@ class _Emitter:
         where = {"input": "feeds", "param": "params", "state": "state"}[op]
         cast = ", dtype=F" if data["dtype"].startswith("float") else ""
         self.text[node] = var
-        self.lines.append(f"    {var} = np.asarray({where}[{node!r}]{cast})  # {node}: {op} {fmt_shape(data['shape'])}")
+        shape = shape_text(data["shape"])
+        self.lines.append(f"    {var} = np.asarray({where}[{node!r}]{cast})  # {node}: {op} {shape}")
         if None in data["shape"] and not self.batch_known:  # every unknown dim is the batch size (checked on feeding)
             self.lines.append(f"    N = {var}.shape[{data['shape'].index(None)}]  # the batch size")
             self.batch_known = True
@@ -235,7 +233,7 @@ class _Emitter:
             detail = "".join(f" {k}={v}" for k, v in attrs.items())
             value = self._into_buffer(node, data, args, op) if op.emit_into else None
             self.lines.append(f"    {var} = {value or op.emit(args, data['attrs'])}  # {node}: {op.name}{detail} "
-                              f"{fmt_shape(data['shape'])}")
+                              f"{shape_text(data['shape'])}")
         if self.check_finite:
             self.lines.append(f"    check_finite({var}, {node!r}, {op.name!r})")
 
@@ -264,7 +262,7 @@ class _Emitter:
                     and self.graph.nx.nodes[g]["shape"] == data["shape"]):
                 value = f"np.multiply({self.ref(g)}, {NumPyEmitter(names).doprint(coeff)}, out={self.ref(g)})"
         self.lines.append(f"    {var} = np.subtract({target}, {value}, out={target})  # {node}: {data['op']} = {shown} "
-                          f"(in place) {fmt_shape(data['shape'])}")
+                          f"(in place) {shape_text(data['shape'])}")
 
     def _into_buffer(self, node, data, args, op):
         """The op's ``emit_into`` a reusable buffer, for a float value no result returns; else None."""
@@ -281,7 +279,7 @@ class _Emitter:
 
     def _shape_source(self, shape):
         """Source text of ``shape`` at run time (the batch dimension is ``N``), or None."""
-        return fmt_shape(shape) if None not in shape or self.batch_known else None
+        return shape_text(shape) if None not in shape or self.batch_known else None
 
     def _buffer(self, node, data, args):
         """Where a float node that no result returns writes its value: an argument that dies here
@@ -367,7 +365,7 @@ def formula_comment(node, data, expr, syms, args) -> str:
     """The trailing comment of an elementwise node: its formula over the argument names, and its shape."""
     shown = str(expr.xreplace({s: sympy.Symbol(a) for s, a in zip(syms, args)}))
     shown = shown if len(shown) <= 120 else shown[:117] + "..."
-    return f"  # {node}: {data['op']} = {shown} {fmt_shape(data['shape'])}"
+    return f"  # {node}: {data['op']} = {shown} {shape_text(data['shape'])}"
 
 
 def _large(shape) -> bool:

@@ -15,7 +15,7 @@ import networkx as nx
 
 from . import lazy
 from .errors import GraphError
-from .ir import Tensor
+from .ir import Tensor, shape_text
 from .ops import get_op
 
 symbolic = lazy.module("graphgrad.symbolic")  # SymPy, imported when something is explained
@@ -239,7 +239,7 @@ def summary(loss: Tensor) -> Summary:
             continue
         if data["op"] != "const" and data["op"] not in row["ops"]:
             row["ops"].append(data["op"])
-        row["output"] = "(" + ", ".join("N" if d is None else str(d) for d in data["shape"]) + ")"
+        row["output"] = shape_text(data["shape"])
         row["FLOPs"] += flops(graph, n)
         row["output size"] = _size_formula(graph, n) or row["output size"]
     for row in rows.values():

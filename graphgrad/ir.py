@@ -76,8 +76,7 @@ class Tensor:
         return len(self.shape)
 
     def __repr__(self):
-        shape = "(" + ", ".join("N" if d is None else str(d) for d in self.shape) + ")"
-        return f"Tensor({self.node!r}, op={self.op}, shape={shape}, dtype={self.dtype})"
+        return f"Tensor({self.node!r}, op={self.op}, shape={shape_text(self.shape)}, dtype={self.dtype})"
 
     def _repr_svg_(self):
         from .render import svg
@@ -478,9 +477,13 @@ def _add_source(g, node, op_name, data, attrs):
         g.nx.add_node(node, op=op_name, shape=shape, dtype=dtype, attrs=attrs | {"value": value})
 
 
+def shape_text(shape) -> str:
+    """A shape as Python writes the tuple, the batch dimension as N: (N, 784), (10,), ()."""
+    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
 def _fmt_shapes(shapes) -> str:
-    return ", ".join("(" + ", ".join("N" if d is None else str(d) for d in s) + ("," if len(s) == 1 else "") + ")"
-                     for s in shapes)
+    return ", ".join(shape_text(s) for s in shapes)
 
 
 def canonical(value) -> str:

@@ -21,8 +21,9 @@ import numpy as np
 import sympy
 
 from . import portable_kernels
-from .codegen import RESERVED, RUN_SOURCE, Names, fmt_shape, formula_comment, interface, literal, step_order
+from .codegen import RESERVED, RUN_SOURCE, Names, formula_comment, interface, literal, step_order
 from .errors import GraphError
+from .ir import shape_text
 from .kernels import as_pair as pair
 from .ops import get_op
 from .ops.conv import geometry_args, pool_args
@@ -196,7 +197,7 @@ class _Printer:
             raise GraphError(f"{op.name} node {node!r} has no Array API emission (ops with one: "
                              f"{', '.join(sorted(EMIT))}, the elementwise ops and {', '.join(_SAME_AS_NUMPY)})")
         detail = "".join(f" {k}={v}" for k, v in data["attrs"].items())
-        self.lines.append(f"    {var} = {value}  # {node}: {op.name}{detail} {fmt_shape(data['shape'])}")
+        self.lines.append(f"    {var} = {value}  # {node}: {op.name}{detail} {shape_text(data['shape'])}")
 
     def _source(self, node, data):
         op, var = data["op"], self.names(node)
@@ -211,7 +212,7 @@ class _Printer:
             return self.lines.append(f"    {var} = xp.asarray({np.asarray(value).tolist()!r}, dtype={dtype}, "
                                      f"device=dev)  # const {node}")
         self.text[node] = var
-        comment = f"  # {node}: {op} {fmt_shape(data['shape'])}"
+        comment = f"  # {node}: {op} {shape_text(data['shape'])}"
         if op == "state":
             shape, fill = data["shape"], data["attrs"].get("fill", 0.0)
             return self.lines.append(f"    {var} = read_state(xp, state, {node!r}, {shape!r}, {fill!r}, F, dev){comment}")

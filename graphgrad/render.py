@@ -27,7 +27,7 @@ import numpy as np
 from . import lazy
 from .autodiff import grad, topological_order
 from .errors import GraphError
-from .ir import Graph, Tensor
+from .ir import Graph, Tensor, shape_text
 from .ops import get_op
 
 if TYPE_CHECKING:
@@ -45,10 +45,6 @@ UPSAMPLING = {"conv_transpose2d", "upsample_nearest2d", "upsample_bilinear2d"}
 HIGHLIGHT = "#ff7f00"
 # light to dark, for gradient magnitudes (ColorBrewer YlOrRd)
 MAGNITUDE = ["#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#bd0026", "#800026"]  # YlOrRd from its 3rd shade: the lighter ones vanish on white as edges
-
-
-def _shape(shape) -> str:
-    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
 
 
 def render(target, backward: bool = False, grads=None, rankdir: str = "TB", *, unroll: bool = False,
@@ -394,13 +390,13 @@ class _Drawing:
         head = data["op"] if re.sub(r"_\d+$", "", name) == data["op"] else f"{name}\n{data['op']}"
         if self.is_grad(n) and n not in self.nx:
             head = name
-        lines = [head if n == self.seed else f"{head} {_shape(data['shape'])}"]
+        lines = [head if n == self.seed else f"{head} {shape_text(data['shape'])}"]
         value = _const_value(data)
         if value is not None and not self.is_grad(n):
             hyper = self.hyper.get(float(data["attrs"]["value"]))
             lines = [f"{hyper} = {value}" if hyper else value]
         elif data["op"] == "state" and not self.is_grad(n):
-            lines = [_state_name(n), f"state {_shape(data['shape'])}"]
+            lines = [_state_name(n), f"state {shape_text(data['shape'])}"]
         if self.formulas and n in self.nx and self._structural_vjp(n):
             w = self.grad_of[n]  # its local_derivative is the vjp as a textbook writes it, ḡ applied
             lines.append("= " + _short(" + ".join(self.local_text(w, i) for i in self._vjp_exits(w)[n]), 60))
@@ -626,7 +622,7 @@ class _Drawing:
         computed = [d for d in forward if not get_op(d["op"]).source] or forward
         last = [d for d in computed if d["shape"][:1] == (None,)][-1:] or computed[-1:]  # a batch, not a bias
         lines = [group.split("/")[-1] if not group.startswith("∂") else "∂L/∂" + group[1:].split("/")[-1],
-                 _short(kinds, 40), _shape(last[0]["shape"])]
+                 _short(kinds, 40), shape_text(last[0]["shape"])]
         if count:
             lines.append(f"{count:,} params")
         coloured = [self.colour[m][1] for m in members if m in self.colour]

@@ -26,7 +26,7 @@ import sympy
 
 from .autodiff import topological_order
 from .errors import GraphError
-from .ir import Graph, Tensor
+from .ir import Graph, Tensor, shape_text
 from .ops import recurrent as R
 from .ops.functions import sigmoid
 from .drawing import Drawing
@@ -169,10 +169,6 @@ def _norms(net, grads) -> tuple:
     return norms, weights
 
 
-def _shape(shape) -> str:
-    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
-
-
 def render_unrolled(target, backward: bool = False, grads=None, collapsed: bool = True, expand=False,
                     rankdir: str = "TB", **options) -> Drawing:
     """The BPTT drawing of the graph ending at ``target`` (see the module docstring).
@@ -232,7 +228,7 @@ def _legend(dot, net, rows, norms):
                  fontname="Helvetica", fontsize="10")
         for w in net.weights:
             norm = f"\n‖∂L/∂W‖ = {norms[w]:.2e}" if w in norms else ""
-            box.node(w, f"{w}\n{_shape(net.graph.nx.nodes[w]['shape'])}{norm}", fillcolor=FILL["param"],
+            box.node(w, f"{w}\n{shape_text(net.graph.nx.nodes[w]['shape'])}{norm}", fillcolor=FILL["param"],
                      color="#a1d99b", fontsize="9")
         box.attr("edge", style="invis")  # a column, W_ih at the bottom
         for lower, upper in zip(net.weights, net.weights[1:]):
@@ -254,13 +250,13 @@ def _step(cluster, net, t, rows):
     x = net.inputs.get(t)
     if x is not None:
         shape = net.graph.nx.nodes[x]["shape"]
-        cluster.node(f"x_t{t}", f"x_{t}\n{_shape(shape)}", fillcolor=FILL["input"], shape="ellipse")
+        cluster.node(f"x_t{t}", f"x_{t}\n{shape_text(shape)}", fillcolor=FILL["input"], shape="ellipse")
         rows.setdefault("x", []).append(f"x_t{t}")
     if t in net.expanded:
         _olah_cell(cluster, t, rows)
     else:
         h = net.role.get((t, "h"))
-        shape = _shape(net.graph.nx.nodes[h]["shape"]) if h else ""
+        shape = shape_text(net.graph.nx.nodes[h]["shape"]) if h else ""
         states = ", ".join(f"{s}_{t}" for s in net.states)
         cluster.node(_cell(t), f"{net.kind.upper()} cell\n{states} {shape}", fillcolor=FILL["cell"],
                      color="#2171b5", height="0.8", width="1.3")

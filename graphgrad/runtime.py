@@ -20,7 +20,7 @@ import numpy as np
 
 from .autodiff import grad
 from .errors import GraphError
-from .ir import Tensor, canonical
+from .ir import Tensor, canonical, shape_text
 from .ops import get_op
 from .ops.recurrent import unroll_scans
 from .portable_kernels import host_dtype
@@ -378,10 +378,6 @@ def _runtime_message(error, module) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _fmt(shape):
-    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
 def check_feeds(spec: dict, feeds: dict, known=(), keep_library=False) -> dict:
     """Validate feeds against the inputs' declared shapes and dtypes, before any generated code runs.
 
@@ -393,7 +389,7 @@ def check_feeds(spec: dict, feeds: dict, known=(), keep_library=False) -> dict:
     else:
         missing, extra = sorted(set(spec) - set(feeds)), sorted(set(feeds) - set(spec) - set(known))
     if missing:
-        raise GraphError(f"missing feed for input {missing[0]!r} (shape {_fmt(spec[missing[0]][0])}); "
+        raise GraphError(f"missing feed for input {missing[0]!r} (shape {shape_text(spec[missing[0]][0])}); "
                          f"the graph needs {sorted(spec)}")
     if extra:
         raise GraphError(f"unexpected feed {extra[0]!r}: the graph's inputs are {sorted(spec)}")
@@ -405,7 +401,7 @@ def check_feeds(spec: dict, feeds: dict, known=(), keep_library=False) -> dict:
         if dtype.startswith(("int", "uint")) and kind not in "iu":
             raise GraphError(f"input {name!r} expects integers ({dtype}), got {value.dtype}")
         if value.ndim != len(shape) or any(d is not None and d != v for d, v in zip(shape, value.shape)):
-            raise GraphError(f"input {name!r} expects shape {_fmt(shape)}, got {value.shape}")
+            raise GraphError(f"input {name!r} expects shape {shape_text(shape)}, got {value.shape}")
         for d, v in zip(shape, value.shape):
             if d is None:
                 if batch is not None and v != batch[1]:
@@ -430,11 +426,11 @@ def check_params(spec: dict, params: dict, writes=(), keep_library=False) -> dic
                          f"{type(params).__name__}")
     for name, (shape, _) in spec.items():
         if name not in params:
-            raise GraphError(f"params has no entry for param {name!r} (shape {_fmt(shape)}); "
+            raise GraphError(f"params has no entry for param {name!r} (shape {shape_text(shape)}); "
                              "use graph.init_params() to make one")
         value = _library_array(params[name], f"param {name!r}", keep_library)
         if tuple(value.shape) != tuple(shape):
-            raise GraphError(f"param {name!r} expects shape {_fmt(shape)}, got {value.shape}")
+            raise GraphError(f"param {name!r} expects shape {shape_text(shape)}, got {value.shape}")
         if name in writes:
             array = params[name]
             if not isinstance(array, np.ndarray):
