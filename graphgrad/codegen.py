@@ -23,7 +23,7 @@ from .ir import shape_text
 from .ops import get_op
 from .ops.elementwise import node_formula, node_kernels
 from .ops.functions import masked_product_ok
-from .ops.printer import NumPyEmitter, Target, UfuncChain
+from .ops.printer import NumPyEmitter, Target, UfuncChain, operand_sources, type_source
 from .source_text import WIDTH, called_helpers, fit
 
 RESERVED = {"np", "F", "N", "results", "params", "feeds", "state", "step", "run", "unpack", "buffer", "_workspace"}
@@ -197,8 +197,8 @@ class _Emitter:
             if data["shape"] == () and not isinstance(value, np.ndarray):
                 self.text[node] = literal(value)
                 return
-            dtype = "F" if data["dtype"].startswith("float") else f"np.{data['dtype']}"
-            self.consts.append(f"{var} = np.array({np.asarray(value).tolist()!r}, dtype={dtype})  # const {node}")
+            self.consts.append(f"{var} = np.array({np.asarray(value).tolist()!r}, dtype={type_source(data['dtype'])})"
+                               f"  # const {node}")
             self.text[node] = var
             return
         where = {"input": "feeds", "param": "params", "state": "state"}[op]
@@ -308,7 +308,8 @@ class _Emitter:
 
     def _elementwise(self, node, data, args, var):
         expr, syms = node_formula(data["op"], len(args), data["attrs"])
-        printer = NumPyEmitter({s.name: a for s, a in zip(syms, args)})
+        arg_dtypes = [self.graph.nx.nodes[a]["dtype"] for a in self.graph.args(node)]
+        printer = NumPyEmitter(operand_sources(expr, syms, args, data["dtype"], arg_dtypes), type_source(data["dtype"]))
         temps, (reduced,) = sympy.cse([expr], symbols=sympy.numbered_symbols(f"{var}_t", real=True))
         comment = formula_comment(node, data, expr, syms, args)
         out = self._buffer(node, data, args) if set(syms) <= expr.free_symbols else None
@@ -327,7 +328,8 @@ class _Emitter:
         # which the buffer plan and the outputs rely on
         if not set(syms) <= expr.free_symbols:  # e.g. x*0 simplified to 0: keep the shape and dtype
             shapes = ", ".join(f"np.shape({a})" for a in args)
-            return f"np.array(np.broadcast_to(np.asarray({value}, dtype=F), np.broadcast_shapes({shapes})))"
+            return (f"np.array(np.broadcast_to(np.asarray({value}, dtype={printer.value_type}), "
+                    f"np.broadcast_shapes({shapes})))")
         return f"np.array({value})" if reduced.is_Symbol else value
 
     def _chain(self, node, data, args, syms, temps, reduced, printer, var, out):

@@ -337,12 +337,19 @@ class Graph:
         return Tensor(self, name)
 
     # -- ops --------------------------------------------------------------
-    def as_tensor(self, value) -> Tensor:
-        """A Tensor of this graph for ``value``: a Tensor passes through, a number or array becomes a const."""
+    def as_tensor(self, value, beside=()) -> Tensor:
+        """A Tensor of this graph for ``value``: a Tensor passes through, a number or array becomes a const.
+
+        A Python int is weakly typed, as in PyTorch and NumPy: beside integer tensors (the other
+        arguments of its op) it takes their integer type, so ``x * 2`` stays int64 for an int64 ``x``.
+        """
         if isinstance(value, Tensor):
             if value.graph is not self:
                 raise GraphError(f"tensor {value.node!r} belongs to graph {value.graph.name!r}, not {self.name!r}")
             return value
+        integers = [t.dtype for t in beside if np.dtype(t.dtype).kind in "iu"]
+        if integers and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return self.const(value, np.result_type(*integers).name)
         return self.const(value)
 
     def apply(self, op_name: str, args, attrs=None, name=None) -> Tensor:
@@ -352,7 +359,8 @@ class Graph:
         except (KeyError, TypeError):
             raise GraphError(f"unknown op {op_name!r}; gg.ops() lists the registered ones") from None
         attrs = dict(attrs or {})
-        args = [self.as_tensor(a) for a in args]
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        args = [self.as_tensor(a, tensors) for a in args]
         node = self._node_name(name or op_name)
         if op.arity is not None and len(args) != op.arity:
             raise GraphError(f"{op_name} node {node!r} takes {op.arity} arguments, got {len(args)}")

@@ -90,16 +90,17 @@ def common_subexpressions(graph):
     return dead_code(graph)
 
 
-def _evaluate(op, data, values):
+def _evaluate(op, data, values, arg_dtypes):
     names = [f"a{i}" for i in range(len(values))]
     namespace = {"np": np, "F": np.dtype(data["dtype"]).type if data["dtype"].startswith("float") else np.float64,
                  "state": {},  # a kernel's work arrays, thrown away after folding
                  **{k.__name__: k for k in node_kernels(op, len(values), data["attrs"])}, **dict(zip(names, values))}
     if op.elementwise:
-        from .ops.printer import emit_expr
+        from .ops.printer import emit_expr, operand_sources, type_source
 
         expr, syms = node_formula(data["op"], len(values), data["attrs"])
-        source = emit_expr(expr, {s.name: n for s, n in zip(syms, names)})
+        sources = operand_sources(expr, syms, names, data["dtype"], arg_dtypes)
+        source = emit_expr(expr, sources, type_source(data["dtype"]))
     else:
         namespace.update({n: np.asarray(v) for n, v in zip(names, values)})
         source = op.emit(names, data["attrs"])
@@ -119,7 +120,7 @@ def constant_fold(graph):
             continue
         values = [folds.get(a, graph.nx.nodes[a]["attrs"].get("value")) for a in args]
         with np.errstate(all="ignore"):
-            value = _evaluate(op, data, values)
+            value = _evaluate(op, data, values, [graph.nx.nodes[a]["dtype"] for a in args])
         scalar = np.ndim(value) == 0 and all(np.ndim(v) == 0 and not isinstance(v, np.ndarray) for v in values)
         folds[node] = np.asarray(value).item() if scalar else np.asarray(value)
     if not folds:

@@ -28,7 +28,7 @@ from .kernels import as_pair as pair
 from .ops import get_op
 from .ops.conv import geometry_args, pool_args
 from .ops.elementwise import node_formula
-from .ops.printer import NumPyEmitter
+from .ops.printer import NumPyEmitter, operand_sources, type_source
 from .ops.structural import emit_index
 
 _XP_FUNCS = {
@@ -207,10 +207,9 @@ class _Printer:
             if data["shape"] == () and not isinstance(value, np.ndarray):
                 self.text[node] = literal(value)
                 return
-            dtype = "F" if is_float else f"xp.{data['dtype']}"
             self.text[node] = var
-            return self.lines.append(f"    {var} = xp.asarray({np.asarray(value).tolist()!r}, dtype={dtype}, "
-                                     f"device=dev)  # const {node}")
+            return self.lines.append(f"    {var} = xp.asarray({np.asarray(value).tolist()!r}, "
+                                     f"dtype={type_source(data['dtype'], 'xp')}, device=dev)  # const {node}")
         self.text[node] = var
         comment = f"  # {node}: {op} {shape_text(data['shape'])}"
         if op == "state":
@@ -221,11 +220,13 @@ class _Printer:
 
     def _elementwise(self, node, data, args, var):
         expr, syms = node_formula(data["op"], len(args), data["attrs"])
-        printer = ArrayAPIEmitter({s.name: a for s, a in zip(syms, args)})
+        arg_dtypes = [self.graph.nx.nodes[a]["dtype"] for a in self.graph.args(node)]
+        printer = ArrayAPIEmitter(operand_sources(expr, syms, args, data["dtype"], arg_dtypes, "xp"),
+                                  type_source(data["dtype"], "xp"))
         temps, (reduced,) = sympy.cse([expr], symbols=sympy.numbered_symbols(f"{var}_t", real=True))
         value = printer.doprint(reduced)
         if not set(syms) <= expr.free_symbols:  # e.g. x*0 simplified to 0: keep the shape and dtype
-            value = f"filled(xp, {value}, F, {', '.join(args)})"
+            value = f"filled(xp, {value}, {printer.value_type}, {', '.join(args)})"
         lines = [f"{t} = {printer.doprint(v)}" for t, v in temps] + [f"{var} = {value}"]
         self.lines.append(f"    {lines[0]}{formula_comment(node, data, expr, syms, args)}")
         self.lines.extend(f"    {line}" for line in lines[1:])

@@ -27,15 +27,19 @@ def sample(domain, shape, rng, attrs):
     return rng.normal(size=shape)
 
 
+def case_shapes(op):
+    """The argument shapes of op's test case."""
+    n_args = op.arity if op.arity is not None else len(op.test_shapes or ((3, 4), (3, 4)))
+    return op.test_shapes or ((3, 4),) * n_args
+
+
 def op_case(name, seed=0):
     """A graph applying op ``name`` to fresh inputs, the feeds, and the output."""
     op = get_op(name)
-    n_args = op.arity if op.arity is not None else len(op.test_shapes or ((3, 4), (3, 4)))
-    shapes = op.test_shapes or ((3, 4),) * n_args
     rng = np.random.default_rng(seed)
     g = gg.Graph(f"test_{name}")
     inputs, feeds = [], {}
-    for i, shape in enumerate(shapes):
+    for i, shape in enumerate(case_shapes(op)):
         domain = op.domain[i] if i < len(op.domain) else "real"
         value = sample(domain, shape, rng, op.test_attrs)
         dtype = "int64" if domain == "labels" else "float64"
@@ -123,3 +127,80 @@ def test_op_matches_pytorch(name):
         if t in wrt:
             expected_grad = np.zeros(tt.shape) if tt.grad is None else tt.grad.numpy()
             np.testing.assert_allclose(grads[t.node], expected_grad, rtol=1e-6, atol=1e-10, err_msg=f"{name} {t.node}")
+
+
+# -- dtypes: PyTorch's type promotion ---------------------------------------------------------------------
+@pytest.mark.parametrize("name", [n for n in gg.ops() if get_op(n).elementwise])
+def test_elementwise_op_on_integers_returns_its_declared_dtype(name):
+    """On int64 arguments an op closed over the integers stays int64 and any other gives float32, as in
+    PyTorch; the compiled value has the declared dtype, and PyTorch's dtype and values where it has the op."""
+    op = get_op(name)
+    rng = np.random.default_rng(0)
+    g = gg.Graph(f"int_{name}")
+    inputs = [g.input(f"x{i}", shape, dtype="int64") for i, shape in enumerate(case_shapes(op))]
+    feeds = {t.node: rng.integers(1, 4, t.shape) for t in inputs}  # positive: in every op's domain, pow's too
+    out = g.apply(name, inputs, dict(op.test_attrs))
+    value = gg.compile(out)({}, **feeds)
+    assert value.dtype == out.dtype, f"{name}: declared {out.dtype}, computed {value.dtype}"
+    torch = pytest.importorskip("torch")
+    if name not in _torch_fns():
+        return
+    tensors = [torch.tensor(v) for v in feeds.values()]
+    try:
+        expected = _torch_fns()[name](*tensors)
+    except NotImplementedError:  # softplus, gelu, elu, silu, leaky_relu take no integers: what floats give
+        expected = _torch_fns()[name](*[t.to(torch.get_default_dtype()) for t in tensors])
+    assert str(expected.dtype) == f"torch.{out.dtype}", name
+    np.testing.assert_allclose(value, expected.numpy(), rtol=1e-5, err_msg=name)
+
+
+def _graph_with_int_and_float():
+    g = gg.Graph("promotion")
+    return g.input("x", (None, 3), dtype="int64"), g.input("f", (None, 3))
+
+
+# what PyTorch gives for x an int64 tensor and f a float32 tensor
+PROMOTIONS = {
+    "x * 2": (lambda x, f: x * 2, "int64"),
+    "x.astype(int32) * 2 + 1": (lambda x, f: x.astype("int32") * 2 + 1, "int32"),
+    "relu(x * 2 - 3) + abs(-x)": (lambda x, f: gg.relu(x * 2 - 3) + gg.abs(-x), "int64"),
+    "x - x": (lambda x, f: x - x, "int64"),
+    "x ** 2": (lambda x, f: x ** 2, "int64"),
+    "maximum(x, 0)": (lambda x, f: gg.maximum(x, 0), "int64"),
+    "where(f, x, 0)": (lambda x, f: gg.where(f, x, 0), "int64"),
+    "x * 2.5": (lambda x, f: x * 2.5, "float32"),
+    "x / 2": (lambda x, f: x / 2, "float32"),
+    "x ** 0.5": (lambda x, f: gg.abs(x) ** 0.5, "float32"),
+    "x + f": (lambda x, f: x + f, "float32"),
+    "exp(x - 2) * f + relu(x)": (lambda x, f: gg.exp(x - 2) * f + gg.relu(x), "float32"),
+    "where(x, f, 0)": (lambda x, f: gg.where(x, f, 0), "float32"),
+    "sigmoid(x) * (x > 0)": (lambda x, f: gg.sigmoid(x) * (x > 0), "float32"),
+    "const: relu(c) * 2": (lambda x, f: gg.relu(x.graph.const(np.array([1, -2, 3]))) * 2 + x, "int64"),
+    "const: exp(c)": (lambda x, f: gg.exp(x.graph.const(np.array([1, -2, 3]))) + x, "float32"),
+}
+
+
+@pytest.mark.parametrize("case", PROMOTIONS)
+def test_integer_promotion_follows_pytorch_fused_folded_and_in_float64(case):
+    build, expected = PROMOTIONS[case]
+    out = build(*_graph_with_int_and_float())
+    assert out.dtype == expected
+    feeds = {"x": np.array([[1, -2, 3], [0, 5, -1]]), "f": np.array([[0.5, -1.0, 2.0], [1.0, 1.0, -3.0]], np.float32)}
+    reference = gg.compile(out, check_finite=True)({}, **feeds)  # unfused, one line per node
+    for kwargs in ({}, {"dtype": "float64"}, {"target": "array_api"}):
+        value = np.asarray(gg.compile(out, **kwargs)({}, **feeds))
+        assert value.dtype == (kwargs.get("dtype", expected) if expected.startswith("float") else expected), kwargs
+        np.testing.assert_allclose(value, reference, rtol=1e-6, err_msg=str(kwargs))
+    assert reference.dtype == expected
+
+
+def test_gradients_flow_past_integer_inputs():
+    """An int input times a float param: the param's gradient is float32, as PyTorch's."""
+    x, f = _graph_with_int_and_float()
+    w = x.graph.param("w", (3,))
+    loss = gg.relu(x * w + f).sum()
+    params = x.graph.init_params()
+    feeds = {"x": np.array([[1, -2, 3]]), "f": np.ones((1, 3), np.float32)}
+    _, grads = gg.compile(loss, wrt=[w])(params, **feeds)
+    assert grads["w"].dtype == np.float32
+    np.testing.assert_allclose(grads["w"], np.where(feeds["x"] * params["w"] + 1 > 0, feeds["x"], 0)[0], rtol=1e-6)

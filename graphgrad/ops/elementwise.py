@@ -16,7 +16,7 @@ import functools
 import inspect
 
 from .. import lazy
-from .registry import Op, get_op, register
+from .registry import Op, get_op, promoted_dtype, register
 from .shapes import broadcast_shapes, unbroadcast
 
 sympy = lazy.module("sympy")
@@ -158,22 +158,23 @@ class _ExprTestAttrs(collections.abc.Mapping):
         return len(self._attrs)
 
 
-# formulas call SymPy through ``sympy`` and ``fn`` (functions.py) when first derived, never here
-elementwise("add", "a b", lambda a, b: a + b, doc="a + b")
-elementwise("sub", "a b", lambda a, b: a - b, doc="a − b")
-elementwise("mul", "a b", lambda a, b: a * b, doc="a · b")
+# formulas call SymPy through ``sympy`` and ``fn`` (functions.py) when first derived, never here; an op closed over
+# the integers (its value is an integer wherever its arguments are) has dtype=promoted_dtype, as in PyTorch
+elementwise("add", "a b", lambda a, b: a + b, doc="a + b", dtype=promoted_dtype)
+elementwise("sub", "a b", lambda a, b: a - b, doc="a − b", dtype=promoted_dtype)
+elementwise("mul", "a b", lambda a, b: a * b, doc="a · b", dtype=promoted_dtype)
 elementwise("div", "a b", lambda a, b: a / b, domain=("real", "nonzero"), doc="a / b")
-elementwise("pow", "a b", lambda a, b: fn.power(a, b), domain=("positive", "real"), doc="a ** b")
-elementwise("neg", "x", lambda x: -x, doc="−x")
+elementwise("pow", "a b", lambda a, b: fn.power(a, b), domain=("positive", "real"), doc="a ** b", dtype=promoted_dtype)
+elementwise("neg", "x", lambda x: -x, doc="−x", dtype=promoted_dtype)
 elementwise("exp", "x", lambda x: sympy.exp(x), doc="e^x")
 elementwise("log", "x", lambda x: sympy.log(x), domain=("positive",), doc="natural logarithm")
 elementwise("log1p", "x", lambda x: fn.log1p(x), domain=("positive",), doc="log(1 + x), accurate near 0")
 elementwise("expm1", "x", lambda x: fn.expm1(x), doc="e^x − 1, accurate near 0")
 elementwise("sqrt", "x", lambda x: sympy.sqrt(x), domain=("positive",), doc="√x")
-elementwise("abs", "x", lambda x: sympy.Abs(x), domain=("nonzero",), doc="|x|")
+elementwise("abs", "x", lambda x: sympy.Abs(x), domain=("nonzero",), doc="|x|", dtype=promoted_dtype)
 elementwise("tanh", "x", lambda x: sympy.tanh(x), doc="hyperbolic tangent")
 elementwise("sigmoid", "x", lambda x: fn.sigmoid(x), doc="σ(x) = 1 / (1 + e^−x)")
-elementwise("relu", "x", lambda x: fn.relu(x), domain=("nonzero",), doc="max(x, 0)")
+elementwise("relu", "x", lambda x: fn.relu(x), domain=("nonzero",), doc="max(x, 0)", dtype=promoted_dtype)
 elementwise("softplus", "x", lambda x: fn.softplus(x), doc="log(1 + e^x), computed without overflow")
 elementwise("leaky_relu", "x", lambda x, alpha=0.01: fn.select(x, x, alpha * x), domain=("nonzero",),
             doc="x for x > 0, else αx", test_attrs={"alpha": 0.1})
@@ -182,13 +183,11 @@ elementwise("elu", "x", lambda x, alpha=1.0: fn.elu(x, alpha), domain=("nonzero"
 elementwise("gelu", "x", lambda x, approximate="none": fn.gelu(x, approximate),
             doc="GELU x·Φ(x), exact (erf) or approximate='tanh', as PyTorch's")
 elementwise("silu", "x", lambda x: x * fn.sigmoid(x), doc="x · σ(x)")
-elementwise("maximum", "a b", lambda a, b: fn.maximum(a, b), domain=("real", "real"), doc="elementwise max")
-elementwise("minimum", "a b", lambda a, b: fn.minimum(a, b), domain=("real", "real"), doc="elementwise min")
+elementwise("maximum", "a b", lambda a, b: fn.maximum(a, b), domain=("real", "real"), doc="elementwise max",
+            dtype=promoted_dtype)
+elementwise("minimum", "a b", lambda a, b: fn.minimum(a, b), domain=("real", "real"), doc="elementwise min",
+            dtype=promoted_dtype)
 elementwise("where", "c a b", lambda c, a, b: fn.select(c, a, b), domain=("nonzero", "real", "real"),
-            doc="a where c > 0 (or True), else b", dtype=lambda dtypes, attrs: _float_of(dtypes[1:]))
+            doc="a where c > 0 (or True), else b", dtype=lambda dtypes, attrs: promoted_dtype(dtypes[1:], attrs))
 elementwise("expr", None, _expr_formula, doc="a fused elementwise SymPy expression over a0, a1, ...",
             test_attrs=_ExprTestAttrs())
-
-
-def _float_of(dtypes):
-    return "float64" if "float64" in dtypes else "float32"

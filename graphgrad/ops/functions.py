@@ -88,7 +88,10 @@ class relu(sympy.Function):
 
     def _numpycode(self, p):
         # not np.maximum(x, 0): against a scalar NumPy's maximum runs an unvectorized loop (AVX2, NumPy 2.4:
-        # 0.25 ms on 1 MB of float32), clip with an infinite bound the vectorized one (0.05 ms)
+        # 0.25 ms on 1 MB of float32), clip with an infinite bound the vectorized one (0.05 ms); integers would
+        # become float64 against np.inf, so they take the maximum against a zero of their own type
+        if p.value_type != "F":
+            return f"np.maximum({p._print(self.args[0])}, {p.scalar(sympy.S.Zero)})"
         return f"np.clip({p._print(self.args[0])}, 0, np.inf)"
 
 

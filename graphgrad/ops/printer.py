@@ -3,7 +3,8 @@
 Functions that vectorize differently print themselves through a
 ``_numpycode(printer)`` method on their SymPy class (see `functions.py`);
 this printer only maps SymPy's own functions and powers.  Python scalar
-literals stay weakly typed in NumPy, so float32 code stays float32.
+literals stay weakly typed in NumPy, so float32 code stays float32; integer
+arguments of a float value are cast to it (`operand_sources`).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sympy
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .functions import masked_product_ok
+from .functions import masked_product_ok, select
 
 _NUMPY_FUNCS = {
     "exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "sin": "np.sin", "cos": "np.cos",
@@ -25,10 +26,10 @@ class NumPyEmitter(StrPrinter):
 
     printmethod = "_numpycode"
 
-    def __init__(self, names=None, float_type="F"):
+    def __init__(self, names=None, value_type="F"):
         super().__init__({"full_prec": False})
         self.names = names or {}
-        self.float_type = float_type
+        self.value_type = value_type  # `type_source` of the value: F, or an integer type for an integer op
 
     def _print_Symbol(self, s):
         return self.names.get(s.name, s.name)
@@ -58,19 +59,43 @@ class NumPyEmitter(StrPrinter):
             return f"np.sqrt({self._print(base)})"
         if exp == -sympy.S.Half:
             return f"(1 / np.sqrt({self._print(base)}))"
-        if exp.is_Integer and exp < 0:
+        if exp.is_Integer and exp < 0 and self.value_type == "F":  # integers raise, as in PyTorch
             return f"(1 / {b}**{-int(exp)})" if exp != -1 else f"(1 / {b})"
         if exp.is_Number:
             return f"{b}**{self._print(exp)}"
         return f"{b}**{self.parenthesize(exp, PRECEDENCE['Pow'], strict=True)}"
 
     def scalar(self, e) -> str:
-        """A literal typed as the compute float, for calls where a Python scalar would upcast (np.where)."""
-        return f"{self.float_type}({self._print(e)})" if e.is_Number else self._print(e)
+        """A literal typed as the value, for calls where a Python scalar would upcast (np.where)."""
+        return f"{self.value_type}({self._print(e)})" if e.is_Number else self._print(e)
 
 
-def emit_expr(expr, names, float_type="F") -> str:
-    return NumPyEmitter(names, float_type).doprint(expr)
+def emit_expr(expr, names, value_type="F") -> str:
+    return NumPyEmitter(names, value_type).doprint(expr)
+
+
+def type_source(dtype, xp="np") -> str:
+    """How generated code names a value's type: ``F``, the compute float, for any float; else ``np.int64``..."""
+    return "F" if dtype.startswith("float") else f"{xp}.{dtype}"
+
+
+def operand_sources(expr, syms, args, dtype, arg_dtypes, xp="np") -> dict:
+    """Symbol name -> source text of its argument, for printing an elementwise node of ``dtype``.
+
+    A float value computes in F: its integer (and bool) arguments are cast first, as PyTorch computes
+    exp(int64) in its default float (NumPy would compute in float64, so float32 code would not stay
+    float32).  An argument only a select tests (a where's mask) is compared, never cast.
+    """
+    cast = _value_symbols(expr) if dtype.startswith("float") else set()
+    return {s.name: f"{xp}.asarray({a}, dtype=F)" if s in cast and not d.startswith("float") else a
+            for s, a, d in zip(syms, args, arg_dtypes)}
+
+
+def _value_symbols(e) -> set:
+    """The symbols ``e``'s value is computed from: all but those that are only a select's condition."""
+    if isinstance(e, select):
+        return _value_symbols(e.args[1]) | _value_symbols(e.args[2])
+    return {e} if e.is_Symbol else set().union(*map(_value_symbols, e.args))
 
 
 class Target:

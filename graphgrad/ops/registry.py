@@ -10,12 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numpy as np
+
 _REGISTRY: dict[str, "Op"] = {}
 
 
 def _float_dtype(dtypes, attrs):
     floats = [d for d in dtypes if d.startswith("float")]
     return "float64" if "float64" in floats else "float32"
+
+
+def promoted_dtype(dtypes, attrs):
+    """The dtype of an op closed over the integers (add, mul, relu, maximum, ...), as PyTorch promotes: integer
+    and bool operands give their common type, so int64 + int64 stays int64; any float operand gives the float
+    type.  Ops whose values are not integers (exp, div, sigmoid) keep the default rule: float."""
+    if any(d.startswith("float") for d in dtypes):
+        return _float_dtype(dtypes, attrs)
+    return np.result_type(*dtypes).name
 
 
 def same_dtype_as_first(dtypes, attrs):
