@@ -48,6 +48,19 @@ def test_chained_expression_matches_numpy(name):
     np.testing.assert_allclose(f({}, **feeds), expected.sum(axis=2), rtol=1e-12, atol=1e-12)  # buffers reused
 
 
+def test_only_the_sigmoid_is_chained_through_tanh():
+    """A fused exp stays np.exp: SymPy's exp has a tanh rewrite too, (1 + tanh(x/2)) / (1 − tanh(x/2)), which
+    divides by zero in float32 at x = 20 (the value is 4.9e8)."""
+    g = gg.Graph("exp")
+    x = g.input("x", (None, 5000))
+    e = gg.exp(x)
+    f = gg.compile(e * e.sum())  # exp an intermediate, written by a chain
+    assert "np.tanh" not in f.source
+    xv = np.full((1, 5000), 20.0, np.float32)
+    expected = np.exp(np.float64(20.0)) ** 2 * 5000
+    np.testing.assert_allclose(f({}, x=xv), np.full((1, 5000), expected), rtol=1e-5)
+
+
 def test_a_chain_never_overwrites_an_argument_it_reads_again():
     g = gg.Graph("alias")
     x = g.input("x", (None, 4))

@@ -12,7 +12,7 @@ import sympy
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .functions import masked_product_ok, select
+from .functions import masked_product_ok, select, sigmoid
 
 _NUMPY_FUNCS = {
     "exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "sin": "np.sin", "cos": "np.cos",
@@ -142,7 +142,7 @@ class UfuncChain:
             c, a, _ = e.args
             text, reads = self._operand(a, dest)
             return self._call("np.multiply", (f"{text}, {self.p.doprint(c)} > 0", reads | c.free_symbols), dest)
-        if e.is_Function and hasattr(e, "_eval_rewrite_as_tanh") and self.full(e):  # σ(x) = ½ tanh(x/2) + ½
+        if isinstance(e, sigmoid) and self.full(e):  # σ(x) = ½ tanh(x/2) + ½ (SymPy's exp has the rewrite too)
             return self.into(e._eval_rewrite_as_tanh(*e.args), dest)
         if e.is_Function and len(e.args) == 1 and self.full(e.args[0]):
             text, reads = self._operand(e.args[0], dest)
