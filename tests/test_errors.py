@@ -23,6 +23,15 @@ def test_shape_mismatch_names_op_node_and_shapes():
         a + b
 
 
+def test_mean_of_integers_asks_for_a_cast():
+    """As PyTorch: which float the mean of int64 labels is in is the caller's choice (NumPy would give float64)."""
+    g = gg.Graph("m")
+    y = g.input("y", (None,), dtype="int64")
+    with pytest.raises(gg.GraphError, match=r"mean node 'mean'.*needs a float tensor, got int64.*astype"):
+        y.mean()
+    assert y.astype("float32").mean().dtype == "float32"
+
+
 def test_dense_with_wrong_feature_size_names_the_layer():
     g = gg.Graph()
     layer = gg.nn.Dense(2, name="fc")

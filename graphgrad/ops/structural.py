@@ -184,6 +184,12 @@ def _max_vjp(g, args, out, attrs):
     return ties * share  # ties share the gradient, as in torch.amax
 
 
+def _mean_dtype(dtypes, attrs):
+    if not dtypes[0].startswith("float"):  # NumPy's mean of integers is float64: which float is the user's call
+        raise ValueError(f"mean needs a float tensor, got {dtypes[0]} (as in PyTorch); cast it first: x.astype('float32')")
+    return dtypes[0]
+
+
 register(Op(
     name="sum", arity=1, shape=_reduce_shape, dtype=same_dtype_as_first, emit=_emit_fast_reduce("sum"), fresh=True,
     local_derivative=("ḡ broadcast back",),
@@ -192,7 +198,7 @@ register(Op(
     doc="sum over axes", test_attrs={"axis": (1,)},
 ))
 register(Op(
-    name="mean", arity=1, shape=_reduce_shape, dtype=same_dtype_as_first, emit=_emit_fast_reduce("mean"), fresh=True,
+    name="mean", arity=1, shape=_reduce_shape, dtype=_mean_dtype, emit=_emit_fast_reduce("mean"), fresh=True,
     local_derivative=("ḡ/n broadcast back",),
     kernels=(helpers.reduce_mean,),
     vjps=(lambda g, args, out, a: g.graph.apply("mean_grad", [_kept(g, args[0], a), args[0]]),),
