@@ -202,10 +202,9 @@ class _Emitter:
             self.text[node] = var
             return
         where = {"input": "feeds", "param": "params", "state": "state"}[op]
-        cast = ", dtype=F" if data["dtype"].startswith("float") else ""
         self.text[node] = var
-        shape = shape_text(data["shape"])
-        self.lines.append(f"    {var} = np.asarray({where}[{node!r}]{cast})  # {node}: {op} {shape}")
+        shape, dtype = shape_text(data["shape"]), type_source(data["dtype"])
+        self.lines.append(f"    {var} = np.asarray({where}[{node!r}], dtype={dtype})  # {node}: {op} {shape}")
         if None in data["shape"] and not self.batch_known:  # every unknown dim is the batch size (checked on feeding)
             self.lines.append(f"    N = {var}.shape[{data['shape'].index(None)}]  # the batch size")
             self.batch_known = True

@@ -201,7 +201,6 @@ class _Printer:
 
     def _source(self, node, data):
         op, var = data["op"], self.names(node)
-        is_float = data["dtype"].startswith("float")
         if op == "const":
             value = data["attrs"]["value"]
             if data["shape"] == () and not isinstance(value, np.ndarray):
@@ -216,7 +215,7 @@ class _Printer:
             shape, fill = data["shape"], data["attrs"].get("fill", 0.0)
             return self.lines.append(f"    {var} = read_state(xp, state, {node!r}, {shape!r}, {fill!r}, F, dev){comment}")
         value = f"{'feeds' if op == 'input' else 'params'}[{node!r}]"
-        self.lines.append(f"    {var} = {f'xp.astype({value}, F, copy=False)' if is_float else value}{comment}")
+        self.lines.append(f"    {var} = xp.astype({value}, {type_source(data['dtype'], 'xp')}, copy=False){comment}")
 
     def _elementwise(self, node, data, args, var):
         expr, syms = node_formula(data["op"], len(args), data["attrs"])

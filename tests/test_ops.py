@@ -204,3 +204,15 @@ def test_gradients_flow_past_integer_inputs():
     _, grads = gg.compile(loss, wrt=[w])(params, **feeds)
     assert grads["w"].dtype == np.float32
     np.testing.assert_allclose(grads["w"], np.where(feeds["x"] * params["w"] + 1 > 0, feeds["x"], 0)[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("target", ["numpy", "array_api"])
+def test_an_integer_feed_is_read_as_its_input_declares(target):
+    """An int64 input fed int32 (or uint8) labels computes in int64, the dtype it declares."""
+    x, _ = _graph_with_int_and_float()
+    out = x * 3
+    f = gg.compile(out, target=target)
+    for fed in (np.int32, np.uint8):
+        value = np.asarray(f({}, x=np.array([[1, 2, 3]], dtype=fed)))
+        assert value.dtype == out.dtype == "int64"
+        np.testing.assert_array_equal(value, [[3, 6, 9]])
