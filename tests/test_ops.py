@@ -123,3 +123,34 @@ def test_op_matches_pytorch(name):
         if t in wrt:
             expected_grad = np.zeros(tt.shape) if tt.grad is None else tt.grad.numpy()
             np.testing.assert_allclose(grads[t.node], expected_grad, rtol=1e-6, atol=1e-10, err_msg=f"{name} {t.node}")
+
+
+# A SymPy function printed by its own method is an atom to SymPy's printer, so what it prints (a sum,
+# a product, a power) must keep its grouping under the operators around it: a power of it, a divisor,
+# a factor of its own derivative.  a and b are positive; c has both signs.
+FUSED = {
+    "gelu_tanh": (lambda a, b, c: b / gg.gelu(a, approximate="tanh") ** 2,
+                  lambda t, a, b, c: b / t.nn.functional.gelu(a, approximate="tanh") ** 2),
+    "pow_of_pow": (lambda a, b, c: (a ** 3) ** 1.5 + (a ** b) ** 2, lambda t, a, b, c: (a ** 3) ** 1.5 + (a ** b) ** 2),
+    "masked_where": (lambda a, b, c: gg.where(c, a, 0.0) ** 3 * b, lambda t, a, b, c: t.where(c > 0, a, 0.0) ** 3 * b),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUSED))
+def test_fused_expressions_keep_their_grouping(name):
+    torch = pytest.importorskip("torch")
+    ours, theirs = FUSED[name]
+    rng = np.random.default_rng(4)
+    feeds = {"a": rng.uniform(0.5, 2.0, (3, 4)), "b": rng.uniform(0.5, 2.0, (3, 4)), "c": rng.normal(size=(3, 4))}
+    g = gg.Graph(name)
+    a, b, c = (g.input(k, (3, 4), dtype="float64") for k in feeds)
+    out = ours(a, b, c)
+    projection = rng.normal(size=out.shape)
+    f = gg.compile([(out * g.const(projection)).sum(), out], wrt=[a, b], dtype="float64")
+    (_, value), grads = f({}, **feeds)
+    ta, tb, tc = (torch.tensor(v, requires_grad=k != "c") for k, v in feeds.items())
+    expected = theirs(torch, ta, tb, tc)
+    np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-10)
+    (expected * torch.tensor(projection)).sum().backward()
+    np.testing.assert_allclose(grads["a"], ta.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grads["b"], tb.grad.numpy(), rtol=1e-10, atol=1e-12)
