@@ -113,3 +113,18 @@ def test_l1_proximal_steps_zero_the_irrelevant_weights_exactly():
     for _ in range(1000):
         step(params, x=X, t=target)
     assert np.all(params["w"][3:] == 0) and np.all(np.abs(params["w"][:3, 0]) > 1)
+
+
+def test_defaults_are_torch_optim_defaults():
+    """Momentum and Nesterov default to momentum 0.9 (torch SGD's 0 would be no momentum at all)."""
+    torch = pytest.importorskip("torch")
+    o, opt = torch.optim, gg.optim
+    cases = [(opt.SGD(), "lr", o.SGD, "lr"), (opt.Momentum(), "lr", o.SGD, "lr"), (opt.Nesterov(), "lr", o.SGD, "lr"),
+             (opt.AdaGrad(), "lr", o.Adagrad, "lr"), (opt.AdaGrad(), "eps", o.Adagrad, "eps"),
+             (opt.AdaGrad(), "initial", o.Adagrad, "initial_accumulator_value"),
+             (opt.RMSProp(), "lr", o.RMSprop, "lr"), (opt.RMSProp(), "alpha", o.RMSprop, "alpha"),
+             (opt.RMSProp(), "eps", o.RMSprop, "eps"), (opt.Adam(), "lr", o.Adam, "lr"), (opt.Adam(), "eps", o.Adam, "eps"),
+             (opt.AdamW(), "decoupled", o.AdamW, "weight_decay")]
+    for ours, attr, theirs, key in cases:
+        assert getattr(ours, attr) == theirs([torch.zeros(1, requires_grad=True)]).defaults[key], (ours, attr)
+    assert (opt.Adam().beta1, opt.Adam().beta2) == o.Adam([torch.zeros(1, requires_grad=True)]).defaults["betas"]
