@@ -100,8 +100,8 @@ class Tensor:
     __rtruediv__ = lambda self, o: self._rapply("div", o)
     __pow__ = lambda self, o: self._apply("pow", o)
     __rpow__ = lambda self, o: self._rapply("pow", o)
-    __matmul__ = lambda self, o: self._apply("matmul", o)
-    __rmatmul__ = lambda self, o: self._rapply("matmul", o)
+    __matmul__ = lambda self, o: _matmul(self, self.graph.as_tensor(o))
+    __rmatmul__ = lambda self, o: _matmul(self.graph.as_tensor(o), self)
     __neg__ = lambda self: self._apply("neg")
     __gt__ = lambda self, o: self._apply("greater", o)
     __lt__ = lambda self, o: self._rapply("greater", o)
@@ -143,6 +143,16 @@ class Tensor:
     def astype(self, dtype) -> "Tensor":
         """The values cast to ``dtype`` (a NumPy dtype or its name)."""
         return self._apply("cast", to=validate.dtype_name(dtype, f"astype of node {self.node!r}"))
+
+
+def _matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` as NumPy and PyTorch define it for vectors: a 1-D operand is a row on the left, a column
+    on the right, and that axis leaves the result.  The matmul op itself takes matrices (batched)."""
+    row, column = a.ndim == 1, b.ndim == 1
+    out = a.graph.apply("matmul", [a.reshape((1,) + a.shape) if row else a, b.reshape(b.shape + (1,)) if column else b])
+    if not (row or column):
+        return out
+    return out.reshape(out.shape[:-2] + out.shape[-2:][row:2 - column])
 
 
 def normalize_axis(axis, ndim) -> tuple:

@@ -154,3 +154,21 @@ def test_fused_expressions_keep_their_grouping(name):
     (expected * torch.tensor(projection)).sum().backward()
     np.testing.assert_allclose(grads["a"], ta.grad.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(grads["b"], tb.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("shapes", [((4,), (4, 5)), ((3, 4), (4,)), ((4,), (4,)), ((4,), (2, 4, 5)), ((2, 3, 4), (4,))])
+def test_matmul_takes_vectors_as_torch_does(shapes):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    feeds = {"a": rng.normal(size=shapes[0]), "b": rng.normal(size=shapes[1])}
+    g = gg.Graph("vectors")
+    a, b = (g.input(k, v.shape, dtype="float64") for k, v in feeds.items())
+    out = a @ b
+    projection = rng.normal(size=out.shape)
+    (_, value), grads = gg.compile([(out * g.const(projection)).sum(), out], wrt=[a, b], dtype="float64")({}, **feeds)
+    ta, tb = (torch.tensor(v, requires_grad=True) for v in feeds.values())
+    expected = ta @ tb
+    np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-12)
+    (expected * torch.tensor(projection)).sum().backward()
+    np.testing.assert_allclose(grads["a"], ta.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(grads["b"], tb.grad.numpy(), rtol=1e-12)
