@@ -2,6 +2,8 @@
 and the errors a user sees for bad shapes."""
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import graphgrad as gg
 from graphgrad import nn
@@ -170,6 +172,65 @@ def test_batchnorm_matches_torch_in_training_and_eval():
     np.testing.assert_array_equal(params["bn.running_var"], before)
 
 
+# -- geometries drawn at random, against PyTorch ----------------------------------------------
+SIZES = st.integers(1, 3)
+PAIRS = st.one_of(SIZES, st.tuples(SIZES, SIZES))
+
+
+def per_axis(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+@settings(max_examples=12, deadline=None)
+@given(kernel=st.one_of(st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 4))), stride=PAIRS,
+       dilation=PAIRS, padding=st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 2), st.integers(0, 2))),
+       bias=st.booleans(), channels=st.tuples(SIZES, SIZES), extra=st.tuples(st.integers(0, 4), st.integers(0, 4)))
+def test_conv2d_geometry_matches_torch(kernel, stride, dilation, padding, bias, channels, extra):
+    # the smallest input the dilated kernel fits in, plus a few rows and columns (odd sizes included)
+    hw = tuple(max(1, d * (k - 1) + 1 - 2 * p) + e
+               for k, d, p, e in zip(per_axis(kernel), per_axis(dilation), per_axis(padding), extra))
+    torch_check(lambda x: nn.Conv2D(channels[1], kernel, stride, padding, dilation, bias=bias, name="c")(x),
+                (2, channels[0]) + hw,
+                lambda t, x, p: t.nn.functional.conv2d(x, p["c.W"], p.get("c.b"), stride, padding, dilation))
+
+
+@settings(max_examples=12, deadline=None)
+@given(kernel=st.one_of(st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 4))), stride=PAIRS,
+       dilation=PAIRS, padding=st.integers(0, 2), bias=st.booleans(), data=st.data(),
+       hw=st.tuples(st.integers(1, 4), st.integers(1, 4)))
+def test_conv_transpose2d_geometry_matches_torch(kernel, stride, dilation, padding, bias, data, hw):
+    # PyTorch takes any output_padding below the stride or the dilation: past the stride, it adds
+    # output rows no input row reaches
+    output_padding = tuple(data.draw(st.integers(0, max(s, d) - 1))
+                           for s, d in zip(per_axis(stride), per_axis(dilation)))
+    assume(all((n - 1) * s - 2 * padding + d * (k - 1) + op >= 0 for n, k, s, d, op in
+               zip(hw, per_axis(kernel), per_axis(stride), per_axis(dilation), output_padding)))
+    torch_check(lambda x: nn.ConvTranspose2D(2, kernel, stride, padding, output_padding, dilation, bias=bias,
+                                             name="ct")(x), (2, 3) + hw,
+                lambda t, x, p: t.nn.functional.conv_transpose2d(x, p["ct.W"], p.get("ct.b"), stride, padding,
+                                                                 output_padding, 1, dilation))
+
+
+@settings(max_examples=12, deadline=None)
+@given(kernel=st.integers(1, 4), stride=st.integers(1, 3), dilation=st.integers(1, 3), padding=st.integers(0, 2),
+       bias=st.booleans(), extra=st.integers(0, 4))
+def test_conv1d_geometry_matches_torch(kernel, stride, dilation, padding, bias, extra):
+    length = max(1, dilation * (kernel - 1) + 1 - 2 * padding) + extra
+    torch_check(lambda x: nn.Conv1D(3, kernel, stride, padding, dilation, bias=bias, name="c")(x), (2, 2, length),
+                lambda t, x, p: t.nn.functional.conv1d(x, p["c.W"], p.get("c.b"), stride, padding, dilation))
+
+
+@settings(max_examples=16, deadline=None)
+@given(kind=st.sampled_from(["max", "avg"]), kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       stride=st.one_of(st.none(), PAIRS), data=st.data(), extra=st.tuples(st.integers(0, 4), st.integers(0, 4)))
+def test_pool_geometry_matches_torch(kind, kernel, stride, data, extra):
+    padding = tuple(data.draw(st.integers(0, k // 2)) for k in kernel)  # PyTorch's bound: half the kernel
+    hw = tuple(max(1, k - 2 * p) + e for k, p, e in zip(kernel, padding, extra))
+    layer = {"max": nn.MaxPool2D, "avg": nn.AvgPool2D}[kind]
+    torch_check(lambda x: layer(kernel, stride, padding)(x), (2, 2) + hw,
+                lambda t, x, p: getattr(t.nn.functional, f"{kind}_pool2d")(x, kernel, stride, padding))
+
+
 def test_conv_transpose_is_the_input_gradient_of_conv2d():
     g = gg.Graph("adjoint")
     x = g.input("x", (2, 3, 9, 8), dtype="float64")
@@ -260,6 +321,11 @@ def test_other_bad_shapes():
         nn.Conv2D(2, 3)(g.input("x", (None, 8)))
     with pytest.raises(gg.GraphError, match="odd effective kernel"):
         nn.Conv2D(2, 2, padding="same")(g.input("y", (None, 1, 8, 8)))
+    with pytest.raises(gg.GraphError, match=r"ConvTranspose2D 'ct'.*output_padding \(2, 2\) must be smaller than "
+                                            r"the stride \(2, 2\) or the dilation \(1, 1\)"):
+        nn.ConvTranspose2D(2, 3, stride=2, output_padding=2, name="ct")(g.input("v", (None, 1, 4, 4)))
+    with pytest.raises(gg.GraphError, match=r"MaxPool2D 'p'.*padding \(2, 2\) must be at most half the kernel"):
+        nn.MaxPool2D(3, padding=2, name="p")(g.input("u", (None, 1, 8, 8)))
     with pytest.raises(gg.GraphError, match="Upsample2D mode"):
         nn.Upsample2D(2, mode="cubic")
     with pytest.raises(gg.GraphError, match="BatchNorm 'bn' normalizes 3 channels"):
