@@ -231,6 +231,32 @@ def test_pool_geometry_matches_torch(kind, kernel, stride, data, extra):
                 lambda t, x, p: getattr(t.nn.functional, f"{kind}_pool2d")(x, kernel, stride, padding))
 
 
+@pytest.mark.parametrize("momentum", [0.7, None])  # None: PyTorch's cumulative average
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 5), (3, 3, 2, 4)])
+def test_batchnorm_running_statistics_follow_torch_over_steps(shape, momentum):
+    torch = pytest.importorskip("torch")
+    g = gg.Graph("bn")
+    out = nn.BatchNorm(momentum=momentum, eps=1e-3, name="bn")(g.input("x", (None,) + shape[1:], dtype="float64"))
+    params = {k: v.astype(np.float64) for k, v in g.init_params().items()}
+    params["bn.gamma"] += RNG.normal(size=3) * 0.1
+    params["bn.beta"] += RNG.normal(size=3) * 0.1
+    ref = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d}[len(shape)](
+        shape[1], eps=1e-3, momentum=momentum).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(params["bn.gamma"])), ref.bias.copy_(torch.tensor(params["bn.beta"]))
+    train, evaluate = (gg.compile(out, training=mode, dtype="float64") for mode in (True, False))
+    for step in range(3):
+        xv = 2 * RNG.normal(size=shape) + step
+        ref.train()
+        np.testing.assert_allclose(train(params, x=xv), ref(torch.tensor(xv)).detach().numpy(), rtol=1e-7, atol=1e-10)
+        for stat in ("running_mean", "running_var"):
+            np.testing.assert_allclose(params[f"bn.{stat}"], getattr(ref, stat).numpy(), rtol=1e-10, err_msg=stat)
+        ref.eval()
+        np.testing.assert_allclose(evaluate(params, x=xv), ref(torch.tensor(xv)).detach().numpy(), rtol=1e-7, atol=1e-10)
+    if momentum is None:
+        assert params["bn.num_batches_tracked"] == ref.num_batches_tracked.item() == 3
+
+
 def test_conv_transpose_is_the_input_gradient_of_conv2d():
     g = gg.Graph("adjoint")
     x = g.input("x", (2, 3, 9, 8), dtype="float64")
