@@ -201,7 +201,10 @@ class _Emitter:
                 self.text[node] = literal(value)
                 return
             dtype = "F" if data["dtype"].startswith("float") else f"np.{data['dtype']}"
-            self.consts.append(f"{var} = np.array({np.asarray(value).tolist()!r}, dtype={dtype})  # const {node}")
+            value = np.asarray(value)
+            array = f"np.array({value.tolist()!r}, dtype={dtype})" if value.size else (
+                f"np.zeros({value.shape}, dtype={dtype})")  # an empty list would lose the shape
+            self.consts.append(f"{var} = {array}  # const {node}")
             self.text[node] = var
             return
         where = {"input": "feeds", "param": "params", "state": "state"}[op]

@@ -208,8 +208,9 @@ class _Printer:
                 return
             dtype = "F" if is_float else f"xp.{data['dtype']}"
             self.text[node] = var
-            return self.lines.append(f"    {var} = xp.asarray({np.asarray(value).tolist()!r}, dtype={dtype}, "
-                                     f"device=dev)  # const {node}")
+            value = np.asarray(value)
+            array = f"xp.asarray({value.tolist()!r}, " if value.size else f"xp.zeros({value.shape}, "  # [] has no shape
+            return self.lines.append(f"    {var} = {array}dtype={dtype}, device=dev)  # const {node}")
         self.text[node] = var
         comment = f"  # {node}: {op} {fmt_shape(data['shape'])}"
         if op == "state":

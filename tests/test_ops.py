@@ -172,3 +172,18 @@ def test_matmul_takes_vectors_as_torch_does(shapes):
     (expected * torch.tensor(projection)).sum().backward()
     np.testing.assert_allclose(grads["a"], ta.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(grads["b"], tb.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("target", ["numpy", "array_api"])
+def test_an_empty_slice_and_an_empty_const_keep_their_shapes(target):
+    """x[2:-1] of 3 rows is (0, 4, 5), as in PyTorch; a const of that shape is emitted with it."""
+    if target == "array_api":
+        pytest.importorskip("array_api_compat")
+    g = gg.Graph("empty")
+    x = g.input("x", (3, 4, 5), dtype="float64")
+    out = x[2:-1, :, ::2]
+    assert out.shape == (0, 4, 3)
+    loss = (out * g.const(np.ones(out.shape))).sum() + (x * x).sum()
+    (value, empty), grads = gg.compile([loss, out], wrt=[x], dtype="float64", target=target)({}, x=np.ones((3, 4, 5)))
+    assert empty.shape == (0, 4, 3) and value == 60
+    np.testing.assert_array_equal(grads["x"], 2 * np.ones((3, 4, 5)))
