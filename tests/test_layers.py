@@ -97,12 +97,12 @@ def test_dropout_masks_repeat_for_a_fresh_module(tmp_path):
 
 
 # -- PyTorch cross-checks, float64 ------------------------------------------------------
-def torch_check(layer_fn, shape, torch_fn, training=True):
-    """Forward and every gradient (input and params) against PyTorch."""
+def torch_check(layer_fn, shape, torch_fn, training=True, feed=None):
+    """Forward and every gradient (input and params) against PyTorch, at ``feed`` (default: random)."""
     torch = pytest.importorskip("torch")
     g, x, out, loss = build(layer_fn, shape)
     params = jittered_params(g)
-    xv = RNG.normal(size=shape)
+    xv = RNG.normal(size=shape) if feed is None else feed
     names = [p.node for p in g.params]
     f = gg.compile([loss, out], wrt=[x] + g.params, dtype="float64", training=training)
     (_, value), grads = f(params, x=xv)
@@ -255,6 +255,14 @@ def test_batchnorm_running_statistics_follow_torch_over_steps(shape, momentum):
         np.testing.assert_allclose(evaluate(params, x=xv), ref(torch.tensor(xv)).detach().numpy(), rtol=1e-7, atol=1e-10)
     if momentum is None:
         assert params["bn.num_batches_tracked"] == ref.num_batches_tracked.item() == 3
+
+
+@pytest.mark.parametrize("slopes", [1, 3])
+def test_prelu_matches_torch_at_zero_too(slopes):
+    """torch's prelu has slope α at x = 0 (as after a ReLU or zero padding): the input gets α·ḡ there."""
+    xv = np.where(RNG.random((4, 3, 2)) < 0.5, 0.0, RNG.normal(size=(4, 3, 2)))
+    torch_check(lambda x: nn.PReLU(slopes, init=0.3, name="p")(x), xv.shape,
+                lambda t, x, p: t.nn.functional.prelu(x, p["p.W"]), feed=xv)
 
 
 def test_conv_transpose_is_the_input_gradient_of_conv2d():
