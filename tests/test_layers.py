@@ -252,7 +252,8 @@ def test_batchnorm_running_statistics_follow_torch_over_steps(shape, momentum):
         for stat in ("running_mean", "running_var"):
             np.testing.assert_allclose(params[f"bn.{stat}"], getattr(ref, stat).numpy(), rtol=1e-10, err_msg=stat)
         ref.eval()
-        np.testing.assert_allclose(evaluate(params, x=xv), ref(torch.tensor(xv)).detach().numpy(), rtol=1e-7, atol=1e-10)
+        expected = ref(torch.tensor(xv)).detach().numpy()
+        np.testing.assert_allclose(evaluate(params, x=xv), expected, rtol=1e-7, atol=1e-10)
     if momentum is None:
         assert params["bn.num_batches_tracked"] == ref.num_batches_tracked.item() == 3
 
@@ -366,6 +367,39 @@ def test_other_bad_shapes():
         bn = nn.BatchNorm(name="bn")
         bn(g.input("z", (None, 3)))
         bn(g.input("w", (None, 4)))
+
+
+# configurations torch rejects: a GraphError naming the layer (and the node and shapes, past the layer's checks)
+INVALID = {
+    "stride 0": (lambda: nn.Conv2D(2, 3, stride=0, name="c"), 4, r"Conv2D 'c'.*conv2d node.*stride \(0, 0\) must be at "
+                                                                 r"least 1; input shapes \(N, 1, 6, 6\)"),
+    "dilation 0": (lambda: nn.Conv2D(2, 3, dilation=(1, 0), name="c"), 4, r"Conv2D 'c'.*dilation \(1, 0\) must be"),
+    "negative padding": (lambda: nn.Conv2D(2, 3, padding=-1, name="c"), 4, r"Conv2D 'c'.*padding \(-1, -1\) must"),
+    "kernel 0": (lambda: nn.Conv2D(2, 0, name="c"), 4, r"Conv2D 'c'.*kernel \(0, 0\) must be at least 1"),
+    "fractional kernel": (lambda: nn.Conv2D(2, 2.5, name="c"), 4, r"Conv2D 'c': kernel_size must be an int or a "
+                                                                   r"tuple of 2 ints, got 2.5"),
+    "three kernel sizes": (lambda: nn.Conv2D(2, (3, 3, 3), name="c"), 4, r"kernel_size must be an int or a tuple"),
+    "unknown padding": (lambda: nn.Conv2D(2, 3, padding="full", name="c"), 4, r"padding must be ints, 'valid' or"),
+    "conv1d stride 0": (lambda: nn.Conv1D(2, 3, stride=0, name="c"), 3, r"Conv1D 'c'.*stride \(1, 0\) must be"),
+    "transposed stride 0": (lambda: nn.ConvTranspose2D(2, 3, stride=0, name="c"), 4, r"ConvTranspose2D 'c'.*stride"),
+    "transposed negative padding": (lambda: nn.ConvTranspose2D(2, 3, padding=-1, name="c"), 4, r"padding \(-1, -1\)"),
+    "pool stride 0": (lambda: nn.MaxPool2D(2, stride=0, name="p"), 4, r"MaxPool2D 'p'.*stride \(0, 0\) must be"),
+    "pool kernel 0": (lambda: nn.AvgPool2D(0, name="p"), 4, r"AvgPool2D 'p'.*kernel \(0, 0\) must be at least 1"),
+    "hidden size 0": (lambda: nn.LSTM(0, name="r"), 3, r"LSTM: hidden_size must be a positive int, got 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_invalid_configurations_name_the_layer(case):
+    make, rank, message = INVALID[case]
+    with pytest.raises(gg.GraphError, match=message):
+        make()(gg.Graph("bad").input("x", (None, 1, 6, 6)[:rank]))
+
+
+def test_valid_padding_and_one_tuples_as_torch():
+    g = gg.Graph("valid")
+    assert nn.Conv2D(2, 3, padding="valid")(g.input("x", (None, 1, 6, 7))).shape == (None, 2, 4, 5)
+    assert nn.Conv1D(2, (3,), stride=(2,), padding="valid")(g.input("s", (None, 1, 9))).shape == (None, 2, 4)
 
 
 def test_trained_batchnorm_params_round_trip_through_save_and_load(tmp_path):

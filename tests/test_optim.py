@@ -123,7 +123,8 @@ def test_defaults_are_torch_optim_defaults():
              (opt.AdaGrad(), "lr", o.Adagrad, "lr"), (opt.AdaGrad(), "eps", o.Adagrad, "eps"),
              (opt.AdaGrad(), "initial", o.Adagrad, "initial_accumulator_value"),
              (opt.RMSProp(), "lr", o.RMSprop, "lr"), (opt.RMSProp(), "alpha", o.RMSprop, "alpha"),
-             (opt.RMSProp(), "eps", o.RMSprop, "eps"), (opt.Adam(), "lr", o.Adam, "lr"), (opt.Adam(), "eps", o.Adam, "eps"),
+             (opt.RMSProp(), "eps", o.RMSprop, "eps"), (opt.Adam(), "lr", o.Adam, "lr"),
+             (opt.Adam(), "eps", o.Adam, "eps"),
              (opt.AdamW(), "decoupled", o.AdamW, "weight_decay")]
     for ours, attr, theirs, key in cases:
         assert getattr(ours, attr) == theirs([torch.zeros(1, requires_grad=True)]).defaults[key], (ours, attr)

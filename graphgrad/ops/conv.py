@@ -21,8 +21,18 @@ def _image(shape, what="input"):
     return shape
 
 
+def _check_ranges(khw, attrs):
+    """The ranges PyTorch accepts: kernel, stride and dilation at least 1, paddings at least 0."""
+    lowest = {"kernel": 1, "stride": 1, "dilation": 1, "padding": 0, "output_padding": 0}
+    given = {"kernel": khw, **{k: attrs[k] for k in lowest if k in attrs}}
+    for k, v in given.items():
+        if min(pair(v)) < lowest[k]:
+            raise ValueError(f"{k} {pair(v)} must be at least {lowest[k]}")
+
+
 def _conv_geometry(hw, khw, attrs):
     """Output (Ho, Wo); a kernel that does not fit in the padded input is an error."""
+    _check_ranges(khw, attrs)
     stride, padding, dilation = pair(attrs["stride"]), pair(attrs["padding"]), pair(attrs["dilation"])
     out = []
     for n, k, s, p, d in zip(hw, khw, stride, padding, dilation):
@@ -127,6 +137,7 @@ def transposed_out_hw(hw, khw, attrs):
 def _conv_transpose_shape(shapes, attrs):
     (n, c, h, w), (ci, o, kh, kw) = _image(shapes[0]), _image(shapes[1], "weight")
     _check_channels(c, ci, "the input")
+    _check_ranges((kh, kw), attrs)
     stride, dilation = pair(attrs["stride"]), pair(attrs["dilation"])
     if any(op >= max(s, d) for op, s, d in zip(pair(attrs["output_padding"]), stride, dilation)):
         raise ValueError(f"output_padding {pair(attrs['output_padding'])} must be smaller than the stride "
@@ -182,6 +193,7 @@ def pool_args(a):
 def _pool_shape(shapes, attrs):
     n, c, h, w = _image(shapes[0])
     (kh, kw), (sh, sw), (ph, pw) = (pair(attrs[k]) for k in ("kernel", "stride", "padding"))
+    _check_ranges((kh, kw), attrs)
     if 2 * ph > kh or 2 * pw > kw:
         raise ValueError(f"padding {(ph, pw)} must be at most half the kernel {(kh, kw)}")
     return (n, c) + _conv_geometry((h, w), (kh, kw), {"stride": (sh, sw), "padding": (ph, pw), "dilation": 1})
