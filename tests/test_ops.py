@@ -187,3 +187,24 @@ def test_an_empty_slice_and_an_empty_const_keep_their_shapes(target):
     (value, empty), grads = gg.compile([loss, out], wrt=[x], dtype="float64", target=target)({}, x=np.ones((3, 4, 5)))
     assert empty.shape == (0, 4, 3) and value == 60
     np.testing.assert_array_equal(grads["x"], 2 * np.ones((3, 4, 5)))
+
+
+@pytest.mark.parametrize("name", ["abs", "abs_pow"])
+def test_second_derivative_through_abs_matches_torch(name):
+    """|x|'' is sign' = 0 where it exists (PyTorch's value); SymPy's DiracDelta could not be emitted."""
+    torch = pytest.importorskip("torch")
+    ours, theirs = {"abs": (gg.abs, torch.abs), "abs_pow": (lambda x: gg.abs(x) ** 1.5, lambda x: x.abs() ** 1.5)}[name]
+    xv, wv = np.linspace(-3, 3, 6) + 0.1, np.linspace(0.5, 2, 6)
+    g = gg.Graph(name)
+    x, w = g.input("x", (6,), dtype="float64"), g.input("w", (6,), dtype="float64")
+    y = ours(x * w)
+    (gx,) = gg.grad((y * y).sum(), [x])
+    value, grads = gg.compile((gx * gx).sum(), wrt=[x, w], dtype="float64")({}, x=xv, w=wv)
+    tx, tw = torch.tensor(xv, requires_grad=True), torch.tensor(wv, requires_grad=True)
+    ty = theirs(tx * tw)
+    (tgx,) = torch.autograd.grad((ty * ty).sum(), [tx], create_graph=True)
+    expected = (tgx * tgx).sum()
+    expected.backward()
+    assert value == pytest.approx(expected.item(), rel=1e-12)
+    np.testing.assert_allclose(grads["x"], tx.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(grads["w"], tw.grad.numpy(), rtol=1e-12)
