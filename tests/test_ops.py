@@ -208,3 +208,32 @@ def test_second_derivative_through_abs_matches_torch(name):
     assert value == pytest.approx(expected.item(), rel=1e-12)
     np.testing.assert_allclose(grads["x"], tx.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(grads["w"], tw.grad.numpy(), rtol=1e-12)
+
+
+ACTIVATIONS = {  # non-default settings, on (2, 3, 4) inputs
+    "leaky_relu 0.2": (lambda x: gg.leaky_relu(x, alpha=0.2), lambda F, x: F.leaky_relu(x, 0.2)),
+    "leaky_relu -0.5": (lambda x: gg.leaky_relu(x, -0.5), lambda F, x: F.leaky_relu(x, -0.5)),
+    "elu 0.5": (lambda x: gg.elu(x, alpha=0.5), lambda F, x: F.elu(x, 0.5)),
+    "gelu tanh": (lambda x: gg.gelu(x, approximate="tanh"), lambda F, x: F.gelu(x, approximate="tanh")),
+    "softmax axis 0": (lambda x: gg.softmax(x, axis=0), lambda F, x: F.softmax(x, 0)),
+    "softmax axis -2": (lambda x: gg.softmax(x, axis=-2), lambda F, x: F.softmax(x, -2)),
+    "log_softmax axis 1": (lambda x: gg.log_softmax(x, axis=1), lambda F, x: F.log_softmax(x, 1)),
+    "log_softmax default": (gg.log_softmax, lambda F, x: F.log_softmax(x, -1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_settings_match_torch(name):
+    torch = pytest.importorskip("torch")
+    ours, theirs = ACTIVATIONS[name]
+    rng = np.random.default_rng(7)
+    xv, projection = 3 * rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
+    g = gg.Graph("activation")
+    x = g.input("x", xv.shape, dtype="float64")
+    out = ours(x)
+    (_, value), grads = gg.compile([(out * g.const(projection)).sum(), out], wrt=[x], dtype="float64")({}, x=xv)
+    tx = torch.tensor(xv, requires_grad=True)
+    expected = theirs(torch.nn.functional, tx)
+    np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-10, atol=1e-12)
+    (expected * torch.tensor(projection)).sum().backward()
+    np.testing.assert_allclose(grads["x"], tx.grad.numpy(), rtol=1e-10, atol=1e-12)
