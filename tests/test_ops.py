@@ -237,3 +237,35 @@ def test_activation_settings_match_torch(name):
     np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-10, atol=1e-12)
     (expected * torch.tensor(projection)).sum().backward()
     np.testing.assert_allclose(grads["x"], tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+LOSSES = {  # (ours, torch's; z: logits (2, 3, 4), t: targets like z in [0, 1], y: labels (2, 3))
+    "mse": (lambda z, t, y: gg.mse(z, t), lambda F, z, t, y: F.mse_loss(z, t)),
+    "binary_cross_entropy": (lambda z, t, y: gg.binary_cross_entropy(30 * z, t),
+                             lambda F, z, t, y: F.binary_cross_entropy_with_logits(30 * z, t)),
+    "softmax_cross_entropy labels": (lambda z, t, y: gg.softmax_cross_entropy(z, y),
+                                     lambda F, z, t, y: F.cross_entropy(z.reshape(6, 4), y.reshape(6))),
+    "softmax_cross_entropy probabilities": (
+        lambda z, t, y: gg.softmax_cross_entropy(z, t / t.sum(-1, keepdims=True)),
+        lambda F, z, t, y: F.cross_entropy(z.reshape(6, 4), (t / t.sum(-1, keepdim=True)).reshape(6, 4))),
+    "l1": (lambda z, t, y: gg.l1([z, t]), lambda F, z, t, y: z.abs().sum() + t.abs().sum()),
+    "l2": (lambda z, t, y: gg.l2(z), lambda F, z, t, y: (z ** 2).sum()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_losses_match_torch(name):
+    torch = pytest.importorskip("torch")
+    ours, theirs = LOSSES[name]
+    rng = np.random.default_rng(8)
+    feeds = {"z": rng.normal(size=(2, 3, 4)), "t": rng.uniform(0.1, 1, (2, 3, 4)), "y": rng.integers(0, 4, (2, 3))}
+    g = gg.Graph(name)
+    z, t = (g.input(k, (2, 3, 4), dtype="float64") for k in "zt")
+    value, grads = gg.compile(ours(z, t, g.input("y", (2, 3), dtype="int64")), wrt=[z, t], dtype="float64")({}, **feeds)
+    tz, tt = (torch.tensor(feeds[k], requires_grad=True) for k in "zt")
+    expected = theirs(torch.nn.functional, tz, tt, torch.tensor(feeds["y"]))
+    expected.backward()
+    assert value == pytest.approx(expected.item(), rel=1e-10)
+    np.testing.assert_allclose(grads["z"], tz.grad.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(grads["t"], np.zeros((2, 3, 4)) if tt.grad is None else tt.grad.numpy(),
+                               rtol=1e-9, atol=1e-12)
