@@ -1,8 +1,12 @@
 """Registry-driven op tests: every registered op gets a float64 finite-difference check,
 and a PyTorch cross-check where PyTorch has the same op.  An op added without a
 test case (test_shapes / test_attrs / domain in its registry entry) fails here."""
+import operator
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphgrad as gg
 from graphgrad.ops import get_op
@@ -269,3 +273,45 @@ def test_losses_match_torch(name):
     np.testing.assert_allclose(grads["z"], tz.grad.numpy(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(grads["t"], np.zeros((2, 3, 4)) if tt.grad is None else tt.grad.numpy(),
                                rtol=1e-9, atol=1e-12)
+
+
+def matches_torch(ours, theirs, feeds):
+    """Value and input gradients of ``ours`` (graph ops) and ``theirs`` (torch ops) on float64 ``feeds``."""
+    torch = pytest.importorskip("torch")
+    g = gg.Graph("tensor_ops")
+    inputs = [g.input(k, v.shape, dtype="float64") for k, v in feeds.items()]
+    out = ours(*inputs)
+    projection = np.random.default_rng(9).normal(size=out.shape)
+    (_, value), grads = gg.compile([(out * g.const(projection)).sum(), out], wrt=inputs, dtype="float64")({}, **feeds)
+    tensors = [torch.tensor(v, requires_grad=True) for v in feeds.values()]
+    expected = theirs(*tensors)
+    np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    (expected * torch.tensor(projection)).sum().backward()
+    for k, t in zip(feeds, tensors):
+        np.testing.assert_allclose(grads[k], np.zeros(t.shape) if t.grad is None else t.grad.numpy(), rtol=1e-12,
+                                   atol=1e-12, err_msg=k)
+
+
+BOUNDS = st.one_of(st.none(), st.integers(-5, 5))
+INDEX_ITEMS = st.one_of(st.integers(-2, 1), st.builds(slice, BOUNDS, BOUNDS, st.one_of(st.none(), st.integers(1, 3))))
+
+
+@settings(max_examples=20, deadline=None)
+@given(index=st.lists(INDEX_ITEMS, min_size=1, max_size=3).map(tuple))
+def test_indexing_matches_torch(index):
+    """Ints and slices (steps ≥ 1, as torch takes), empty selections included."""
+    matches_torch(lambda x: x[index], lambda x: x[index], {"x": np.random.default_rng(1).normal(size=(2, 4, 5))})
+
+
+@settings(max_examples=20, deadline=None)
+@given(kind=st.sampled_from(["sum", "mean"]), axis=st.one_of(st.integers(-3, 2), st.lists(
+    st.integers(-3, 2), min_size=1, max_size=3, unique_by=lambda a: a % 3).map(tuple)), keepdims=st.booleans(),
+    shape=st.sampled_from([(3, 1, 5), (4, 5), (1,), ()]), op=st.sampled_from(["add", "sub", "mul", "truediv"]),
+    power=st.sampled_from([2, 3, 0.5, -1, 1.5]))
+def test_reductions_broadcasting_and_powers_match_torch(kind, axis, keepdims, shape, op, power):
+    """(a ** p) op b, a broadcast against b (3, 4, 5), reduced along int, negative and tuple axes."""
+    rng = np.random.default_rng(2)
+    feeds = {"a": rng.uniform(0.5, 2, shape), "b": rng.uniform(0.5, 2, (3, 4, 5))}
+    combine = getattr(operator, op)
+    matches_torch(lambda a, b: getattr(combine(a ** power, b), kind)(axis, keepdims=keepdims),
+                  lambda a, b: getattr(combine(a ** power, b), kind)(axis, keepdim=keepdims), feeds)
