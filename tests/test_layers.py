@@ -138,11 +138,12 @@ def test_pools_match_torch():
     torch_check(lambda x: nn.AvgPool2D(2)(x), (2, 3, 6, 4), lambda t, x, p: t.nn.functional.avg_pool2d(x, 2))
 
 
-def test_upsampling_matches_torch():
+@pytest.mark.parametrize("scale,hw", [(2, (3, 5)), ((3, 2), (1, 4)), ((1, 3), (2, 1))])
+def test_upsampling_matches_torch(scale, hw):
+    """nn.Upsample's defaults: align_corners=False for bilinear; one-pixel sides and a factor of 1 too."""
     for mode in ("bilinear", "nearest"):
-        extra = {"align_corners": False} if mode == "bilinear" else {}
-        torch_check(lambda x: nn.Upsample2D(2, mode=mode)(x), (2, 2, 3, 5),
-                    lambda t, x, p: t.nn.functional.interpolate(x, scale_factor=2, mode=mode, **extra))
+        torch_check(lambda x: nn.Upsample2D(scale, mode=mode)(x), (2, 2) + hw,
+                    lambda t, x, p: t.nn.Upsample(scale_factor=scale, mode=mode)(x))
 
 
 def test_batchnorm_matches_torch_in_training_and_eval():
