@@ -138,6 +138,25 @@ def test_pools_match_torch():
     torch_check(lambda x: nn.AvgPool2D(2)(x), (2, 3, 6, 4), lambda t, x, p: t.nn.functional.avg_pool2d(x, 2))
 
 
+DENSE_LIKE = {  # layer, input shape, torch's computation with the same weights
+    "dense_3d_no_bias": (lambda x: nn.Dense(3, activation="gelu", bias=False, name="d")(x), (2, 3, 4),
+                         lambda t, x, p: t.nn.functional.gelu(x @ p["d.W"])),
+    "dense_batch_of_one": (lambda x: nn.Dense(2, activation="softmax", name="d")(x), (1, 4),
+                           lambda t, x, p: t.softmax(x @ p["d.W"] + p["d.b"], -1)),
+    "maxout": (lambda x: nn.Maxout(2, pieces=3, name="m")(x), (3, 4),
+               lambda t, x, p: (x @ p["m.W"] + p["m.b"]).reshape(3, 2, 3).amax(-1)),
+    "tdnn": (lambda x: nn.TDNN(3, context_size=2, dilation=3, activation="tanh", name="t")(x), (2, 8, 2),
+             lambda t, x, p: t.tanh(t.nn.functional.conv1d(x.transpose(1, 2), p["t.W"], p["t.b"], dilation=3))
+             .transpose(1, 2)),
+    "flatten": (lambda x: nn.Flatten()(x), (2, 3, 2, 2), lambda t, x, p: t.flatten(x, 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DENSE_LIKE))
+def test_dense_like_layers_match_torch(name):
+    torch_check(*DENSE_LIKE[name])
+
+
 @pytest.mark.parametrize("scale,hw", [(2, (3, 5)), ((3, 2), (1, 4)), ((1, 3), (2, 1))])
 def test_upsampling_matches_torch(scale, hw):
     """nn.Upsample's defaults: align_corners=False for bilinear; one-pixel sides and a factor of 1 too."""
