@@ -374,8 +374,8 @@ def test_other_bad_shapes():
     g = gg.Graph("bad")
     with pytest.raises(gg.GraphError, match="NCHW"):
         nn.Conv2D(2, 3)(g.input("x", (None, 8)))
-    with pytest.raises(gg.GraphError, match="odd effective kernel"):
-        nn.Conv2D(2, 2, padding="same")(g.input("y", (None, 1, 8, 8)))
+    with pytest.raises(gg.GraphError, match="padding='same' needs stride 1, got"):
+        nn.Conv2D(2, 3, stride=2, padding="same")(g.input("y", (None, 1, 8, 8)))
     with pytest.raises(gg.GraphError, match=r"ConvTranspose2D 'ct'.*output_padding \(2, 2\) must be smaller than "
                                             r"the stride \(2, 2\) or the dilation \(1, 1\)"):
         nn.ConvTranspose2D(2, 3, stride=2, output_padding=2, name="ct")(g.input("v", (None, 1, 4, 4)))
@@ -414,6 +414,18 @@ def test_invalid_configurations_name_the_layer(case):
     make, rank, message = INVALID[case]
     with pytest.raises(gg.GraphError, match=message):
         make()(gg.Graph("bad").input("x", (None, 1, 6, 6)[:rank]))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on its own copy
+@pytest.mark.parametrize("kernel,dilation", [(2, 1), ((4, 3), (1, 2)), (3, (2, 1))])
+def test_same_padding_matches_torch_for_even_spans_too(kernel, dilation):
+    """An even span d·(k − 1) splits evenly; an odd one puts its extra row or column after, as torch does."""
+    torch_check(lambda x: nn.Conv2D(2, kernel, padding="same", dilation=dilation, name="c")(x), (2, 2, 5, 6),
+                lambda t, x, p: t.nn.functional.conv2d(x, p["c.W"], p["c.b"], padding="same", dilation=dilation))
+    k = per_axis(kernel)[0]
+    torch_check(lambda x: nn.Conv1D(2, k, padding="same", dilation=per_axis(dilation)[1], name="c")(x), (2, 2, 7),
+                lambda t, x, p: t.nn.functional.conv1d(x, p["c.W"], p["c.b"], padding="same",
+                                                       dilation=per_axis(dilation)[1]))
 
 
 def test_valid_padding_and_one_tuples_as_torch():

@@ -35,15 +35,16 @@ def ints(layer, argument, value, n=2):
 
 
 def padding_of(layer, padding, kernel, dilation, stride, n=2):
-    """PyTorch's paddings: ints, "valid" (none) or "same" (the size kept at stride 1)."""
+    """PyTorch's paddings, ints, "valid" (none) or "same" (the size kept at stride 1), as a symmetric
+    padding per axis and the leading outputs to drop per axis."""
     if padding == "valid":
-        return (0,) * n
+        return (0,) * n, (0,) * n
     if padding == "same":
         return same_padding(layer, kernel, dilation, stride)
     if isinstance(padding, str):
         raise GraphError(f"{type(layer).__name__} {layer.name!r}: padding must be ints, 'valid' or 'same', "
                          f"got {padding!r}")
-    return ints(layer, "padding", padding, n)
+    return ints(layer, "padding", padding, n), (0,) * n
 
 
 def expect_rank(layer, x, rank, layout):
@@ -58,14 +59,13 @@ def add_channel_bias(y, b):
 
 
 def same_padding(layer, kernel, dilation, stride):
-    """Padding that keeps the size at stride 1 (PyTorch's padding="same", odd effective kernels only)."""
+    """PyTorch's padding="same" (stride 1): the kernel's span d·(k − 1) split over both sides, the odd
+    one out on the far side.  The conv op pads symmetrically, so an odd span is padded by its larger
+    half on both sides and the one extra leading output dropped."""
     if any(s != 1 for s in stride):
         raise GraphError(f"{type(layer).__name__} {layer.name!r}: padding='same' needs stride 1, got {stride}")
     span = [d * (k - 1) for k, d in zip(kernel, dilation)]
-    if any(s % 2 for s in span):
-        raise GraphError(f"{type(layer).__name__} {layer.name!r}: padding='same' needs an odd effective kernel, "
-                         f"got kernel {kernel} with dilation {dilation}")
-    return tuple(s // 2 for s in span)
+    return tuple((s + 1) // 2 for s in span), tuple(s % 2 for s in span)
 
 
 class Conv2D(Layer):
@@ -86,13 +86,15 @@ class Conv2D(Layer):
 
     def build(self, x):
         expect_rank(self, x, 4, "NCHW")
-        self.padding = padding_of(self, self.padding, self.kernel, self.dilation, self.stride)
+        self.padding, self.crop = padding_of(self, self.padding, self.kernel, self.dilation, self.stride)
         self.W = self.param("W", (self.out_channels, x.shape[1]) + self.kernel, init="he_uniform")
         self.b = self.param("b", (self.out_channels,), init="zeros") if self.bias else None
 
     def forward(self, x):
         attrs = {"stride": self.stride, "padding": self.padding, "dilation": self.dilation}
         y = checked_apply(self, "conv2d", [x, self.W], attrs)
+        if any(self.crop):
+            y = y[:, :, self.crop[0]:, self.crop[1]:]
         return self.activation(add_channel_bias(y, self.b) if self.b is not None else y)
 
 
@@ -136,7 +138,8 @@ class Conv1D(Layer):
 
     def build(self, x):
         expect_rank(self, x, 3, "(N, C, L)")
-        (self.padding,) = padding_of(self, self.padding, (self.kernel_size,), (self.dilation,), (self.stride,), 1)
+        (self.padding,), (self.crop,) = padding_of(self, self.padding, (self.kernel_size,), (self.dilation,),
+                                                   (self.stride,), 1)
         self.W = self.param("W", (self.out_channels, x.shape[1], self.kernel_size), init="he_uniform")
         self.b = self.param("b", (self.out_channels,), init="zeros") if self.bias else None
 
@@ -146,6 +149,8 @@ class Conv1D(Layer):
         attrs = {"stride": (1, self.stride), "padding": (0, self.padding), "dilation": (1, self.dilation)}
         y = checked_apply(self, "conv2d", [x.reshape((n, c, 1, length)), w], attrs)
         y = y.reshape((n, self.out_channels, y.shape[3]))
+        if self.crop:
+            y = y[:, :, self.crop:]
         return self.activation(add_channel_bias(y, self.b) if self.b is not None else y)
 
 
