@@ -124,8 +124,18 @@ class Tensor:
         return self._apply("transpose", axes=axes or tuple(reversed(range(self.ndim))))
 
     def reshape(self, *shape) -> "Tensor":
-        """The same values in a new shape (ints or a tuple; ``None`` keeps the batch dimension)."""
+        """The same values in a new shape (ints or a tuple; ``None`` keeps the batch dimension).
+
+        Beside a batch dimension a -1 is what PyTorch would infer: the known sizes' quotient in
+        ``(None, -1)`` (flattening), the batch itself in ``(-1, 12)`` of a ``(None, 3, 4)``."""
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if None in self.shape and -1 in shape:
+            known_in = int(np.prod([d for d in self.shape if d is not None]))
+            known_out = int(np.prod([d for d in shape if d not in (None, -1)]))
+            if None in shape and known_out and known_in % known_out == 0:
+                shape = tuple(known_in // known_out if d == -1 else d for d in shape)
+            elif None not in shape and known_out == known_in:
+                shape = tuple(None if d == -1 else d for d in shape)
         return self._apply("reshape", shape=tuple(shape))
 
     def sum(self, axis=None, keepdims=False) -> "Tensor":

@@ -315,3 +315,16 @@ def test_reductions_broadcasting_and_powers_match_torch(kind, axis, keepdims, sh
     combine = getattr(operator, op)
     matches_torch(lambda a, b: getattr(combine(a ** power, b), kind)(axis, keepdims=keepdims),
                   lambda a, b: getattr(combine(a ** power, b), kind)(axis, keepdim=keepdims), feeds)
+
+
+def test_reshape_infers_minus_one_beside_the_batch_as_torch():
+    """x.reshape(x.shape[0], -1) and x.reshape(-1, 12) of an (N, 3, 4) batch, written with gg's None."""
+    g = gg.Graph("flatten")
+    x = g.input("x", (None, 3, 4), dtype="float64")
+    flat, rows, split = x.reshape((None, -1)), x.reshape(-1, 12), x.reshape((None, 2, -1))
+    assert (flat.shape, rows.shape, split.shape) == ((None, 12), (None, 12), (None, 2, 6))
+    xv = np.arange(60.0).reshape(5, 3, 4)
+    (_, *values), grads = gg.compile([(flat * rows).sum() + split.sum(), flat, rows, split], wrt=[x])({}, x=xv)
+    for value, shape in zip(values, [(5, 12), (5, 12), (5, 2, 6)]):
+        np.testing.assert_array_equal(value, xv.reshape(shape))
+    np.testing.assert_array_equal(grads["x"], 2 * xv + 1)
