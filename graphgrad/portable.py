@@ -103,6 +103,11 @@ class ArrayAPIEmitter(NumPyEmitter):
     def _print_power(self, e):
         return e._numpycode(self)  # plain operators
 
+    def _print_gelu_tanh(self, e):
+        return e._numpycode(self)  # SymPy's tanh and tanh_clipped, printed by this printer
+
+    _print_gelu_tanh_grad = _print_gelu_tanh
+
 
 def _reduce(fn):
     return lambda a, at: f"xp.{fn}({a[0]}, axis={tuple(at['axis'])}, keepdims={bool(at.get('keepdims'))})"
