@@ -197,8 +197,11 @@ class _Emitter:
             if data["shape"] == () and not isinstance(value, np.ndarray):
                 self.text[node] = literal(value)
                 return
-            self.consts.append(f"{var} = np.array({np.asarray(value).tolist()!r}, dtype={type_source(data['dtype'])})"
-                               f"  # const {node}")
+            dtype = type_source(data["dtype"])
+            value = np.asarray(value)
+            array = f"np.array({value.tolist()!r}, dtype={dtype})" if value.size else (
+                f"np.zeros({value.shape}, dtype={dtype})")  # an empty list would lose the shape
+            self.consts.append(f"{var} = {array}  # const {node}")
             self.text[node] = var
             return
         where = {"input": "feeds", "param": "params", "state": "state"}[op]

@@ -99,8 +99,8 @@ class Tensor:
     __rtruediv__ = lambda self, o: self._rapply("div", o)
     __pow__ = lambda self, o: self._apply("pow", o)
     __rpow__ = lambda self, o: self._rapply("pow", o)
-    __matmul__ = lambda self, o: self._apply("matmul", o)
-    __rmatmul__ = lambda self, o: self._rapply("matmul", o)
+    __matmul__ = lambda self, o: _matmul(self, self.graph.as_tensor(o))
+    __rmatmul__ = lambda self, o: _matmul(self.graph.as_tensor(o), self)
     __neg__ = lambda self: self._apply("neg")
     __gt__ = lambda self, o: self._apply("greater", o)
     __lt__ = lambda self, o: self._rapply("greater", o)
@@ -123,8 +123,18 @@ class Tensor:
         return self._apply("transpose", axes=axes or tuple(reversed(range(self.ndim))))
 
     def reshape(self, *shape) -> "Tensor":
-        """The same values in a new shape (ints or a tuple; ``None`` keeps the batch dimension)."""
+        """The same values in a new shape (ints or a tuple; ``None`` keeps the batch dimension).
+
+        Beside a batch dimension a -1 is what PyTorch would infer: the known sizes' quotient in
+        ``(None, -1)`` (flattening), the batch itself in ``(-1, 12)`` of a ``(None, 3, 4)``."""
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if None in self.shape and -1 in shape:
+            known_in = int(np.prod([d for d in self.shape if d is not None]))
+            known_out = int(np.prod([d for d in shape if d not in (None, -1)]))
+            if None in shape and known_out and known_in % known_out == 0:
+                shape = tuple(known_in // known_out if d == -1 else d for d in shape)
+            elif None not in shape and known_out == known_in:
+                shape = tuple(None if d == -1 else d for d in shape)
         return self._apply("reshape", shape=tuple(shape))
 
     def sum(self, axis=None, keepdims=False) -> "Tensor":
@@ -142,6 +152,16 @@ class Tensor:
     def astype(self, dtype) -> "Tensor":
         """The values cast to ``dtype`` (a NumPy dtype or its name)."""
         return self._apply("cast", to=validate.dtype_name(dtype, f"astype of node {self.node!r}"))
+
+
+def _matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` as NumPy and PyTorch define it for vectors: a 1-D operand is a row on the left, a column
+    on the right, and that axis leaves the result.  The matmul op itself takes matrices (batched)."""
+    row, column = a.ndim == 1, b.ndim == 1
+    out = a.graph.apply("matmul", [a.reshape((1,) + a.shape) if row else a, b.reshape(b.shape + (1,)) if column else b])
+    if not (row or column):
+        return out
+    return out.reshape(out.shape[:-2] + out.shape[-2:][row:2 - column])
 
 
 def normalize_axis(axis, ndim) -> tuple:

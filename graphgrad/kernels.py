@@ -289,7 +289,9 @@ def conv2d_grad_input(gy, w, input_hw, stride, padding, dilation, workspace=None
     H, W = input_hw
     N, O, Ho, Wo = gy.shape
     _, C, kh, kw = w.shape
-    if _kn_pointwise((sh, sw), (ph, pw), (kh, kw)):
+    # (H, W) != (Ho, Wo): a transposed conv's output_padding (past the stride, below the dilation)
+    # adds input rows no output reads
+    if _kn_pointwise((sh, sw), (ph, pw), (kh, kw)) and (H, W) == (Ho, Wo):
         return np.matmul(w.reshape(O, C).T, gy.reshape(N, O, Ho * Wo)).reshape(N, C, H, W)
     if _kn_fits_planes((sh, sw), (ph, pw), (kh, kw), (dh, dw), (H, W), (Ho, Wo)):
         # the transpose of a stride-1 correlation: correlate gy, padded by the
@@ -322,7 +324,7 @@ def conv2d_grad_weight(gy, x, kernel_hw, stride, padding, dilation, workspace=No
     kh, kw = kernel_hw
     N, O, Ho, Wo = gy.shape
     C, H, W = x.shape[1:]
-    if _kn_pointwise((sh, sw), (ph, pw), (kh, kw)):
+    if _kn_pointwise((sh, sw), (ph, pw), (kh, kw)) and (H, W) == (Ho, Wo):  # (as in conv2d_grad_input)
         # per-image GEMMs against x's transposed view; the (N, O, C) partials are tiny to sum
         gw = np.matmul(gy.reshape(N, O, Ho * Wo), x.reshape(N, C, H * W).transpose(0, 2, 1)).sum(axis=0)
         return gw.reshape(O, C, 1, 1)

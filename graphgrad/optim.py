@@ -69,7 +69,7 @@ class SGD(Optimizer):
     receives lr·g directly: no pass scaling each gradient (as hand-written trainers do).
     """
 
-    def __init__(self, lr=0.01, clip_norm=None, weight_decay=0.0, l1=0.0):
+    def __init__(self, lr=1e-3, clip_norm=None, weight_decay=0.0, l1=0.0):
         super().__init__(lr, clip_norm, weight_decay)
         self.l1 = l1
 
@@ -87,9 +87,12 @@ class SGD(Optimizer):
 
 
 class Momentum(Optimizer):
-    """b ← μb + g; p ← p − lr·b (torch SGD with momentum, no dampening)."""
+    """b ← μb + g; p ← p − lr·b (torch SGD with momentum, no dampening).
 
-    def __init__(self, lr=0.01, momentum=0.9, clip_norm=None, weight_decay=0.0):
+    lr defaults to torch SGD's 1e-3; momentum to 0.9, as torch's 0 would be plain SGD.
+    """
+
+    def __init__(self, lr=1e-3, momentum=0.9, clip_norm=None, weight_decay=0.0):
         super().__init__(lr, clip_norm, weight_decay)
         self.momentum = momentum
 

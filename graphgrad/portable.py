@@ -104,6 +104,11 @@ class ArrayAPIEmitter(NumPyEmitter):
     def _print_power(self, e):
         return e._numpycode(self)  # plain operators
 
+    def _print_gelu_tanh(self, e):
+        return e._numpycode(self)  # SymPy's tanh and tanh_clipped, printed by this printer
+
+    _print_gelu_tanh_grad = _print_gelu_tanh
+
 
 def _reduce(fn):
     return lambda a, at: f"xp.{fn}({a[0]}, axis={tuple(at['axis'])}, keepdims={bool(at.get('keepdims'))})"
@@ -207,8 +212,10 @@ class _Printer:
                 self.text[node] = literal(value)
                 return
             self.text[node] = var
-            return self.lines.append(f"    {var} = xp.asarray({np.asarray(value).tolist()!r}, "
-                                     f"dtype={type_source(data['dtype'], 'xp')}, device=dev)  # const {node}")
+            value = np.asarray(value)
+            array = f"xp.asarray({value.tolist()!r}, " if value.size else f"xp.zeros({value.shape}, "  # [] has no shape
+            return self.lines.append(f"    {var} = {array}dtype={type_source(data['dtype'], 'xp')}, device=dev)"
+                                     f"  # const {node}")
         self.text[node] = var
         comment = f"  # {node}: {op} {shape_text(data['shape'])}"
         if op == "state":

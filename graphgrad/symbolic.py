@@ -85,7 +85,7 @@ class UnicodePrinter(StrPrinter):
 
     def _print_Pow(self, e, rational=False):
         base, exp = e.args
-        b = self.parenthesize(base, PRECEDENCE["Pow"], strict=True)
+        b = self.parenthesize(base, PRECEDENCE["Pow"])  # (x³)^1.5, not x³^1.5
         if exp == sympy.S.Half:
             return f"√{b}"
         if exp.is_Integer and exp < 0:

@@ -85,6 +85,7 @@ CONVT_CASES = [
     ((2, 8, 4, 5), (8, 1, 3, 3), (1, 1), (0, 1), (0, 0), (1, 1)),
     ((2, 3, 4, 5), (3, 2, 2, 2), (2, 2), (0, 0), (0, 0), (1, 1)),  # U-Net up-sampling: taps tile the output
     ((2, 3, 4, 5), (3, 2, 2, 3), (3, 4), (1, 0), (1, 2), (1, 1)),  # stride past the kernel: gaps between taps
+    ((2, 3, 4, 5), (3, 2, 1, 1), (1, 1), (0, 0), (1, 0), (2, 1)),  # 1x1, output_padding past the stride
 ]
 
 # pooling cases: (x shape, kernel, stride, padding)

@@ -2,6 +2,8 @@
 and the errors a user sees for bad shapes."""
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import graphgrad as gg
 from graphgrad import nn
@@ -95,12 +97,12 @@ def test_dropout_masks_repeat_for_a_fresh_module(tmp_path):
 
 
 # -- PyTorch cross-checks, float64 ------------------------------------------------------
-def torch_check(layer_fn, shape, torch_fn, training=True):
-    """Forward and every gradient (input and params) against PyTorch."""
+def torch_check(layer_fn, shape, torch_fn, training=True, feed=None):
+    """Forward and every gradient (input and params) against PyTorch, at ``feed`` (default: random)."""
     torch = pytest.importorskip("torch")
     g, x, out, loss = build(layer_fn, shape)
     params = jittered_params(g)
-    xv = RNG.normal(size=shape)
+    xv = RNG.normal(size=shape) if feed is None else feed
     names = [p.node for p in g.params]
     f = gg.compile([loss, out], wrt=[x] + g.params, dtype="float64", training=training)
     (_, value), grads = f(params, x=xv)
@@ -136,11 +138,31 @@ def test_pools_match_torch():
     torch_check(lambda x: nn.AvgPool2D(2)(x), (2, 3, 6, 4), lambda t, x, p: t.nn.functional.avg_pool2d(x, 2))
 
 
-def test_upsampling_matches_torch():
+DENSE_LIKE = {  # layer, input shape, torch's computation with the same weights
+    "dense_3d_no_bias": (lambda x: nn.Dense(3, activation="gelu", bias=False, name="d")(x), (2, 3, 4),
+                         lambda t, x, p: t.nn.functional.gelu(x @ p["d.W"])),
+    "dense_batch_of_one": (lambda x: nn.Dense(2, activation="softmax", name="d")(x), (1, 4),
+                           lambda t, x, p: t.softmax(x @ p["d.W"] + p["d.b"], -1)),
+    "maxout": (lambda x: nn.Maxout(2, pieces=3, name="m")(x), (3, 4),
+               lambda t, x, p: (x @ p["m.W"] + p["m.b"]).reshape(3, 2, 3).amax(-1)),
+    "tdnn": (lambda x: nn.TDNN(3, context_size=2, dilation=3, activation="tanh", name="t")(x), (2, 8, 2),
+             lambda t, x, p: t.tanh(t.nn.functional.conv1d(x.transpose(1, 2), p["t.W"], p["t.b"], dilation=3))
+             .transpose(1, 2)),
+    "flatten": (lambda x: nn.Flatten()(x), (2, 3, 2, 2), lambda t, x, p: t.flatten(x, 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DENSE_LIKE))
+def test_dense_like_layers_match_torch(name):
+    torch_check(*DENSE_LIKE[name])
+
+
+@pytest.mark.parametrize("scale,hw", [(2, (3, 5)), ((3, 2), (1, 4)), ((1, 3), (2, 1))])
+def test_upsampling_matches_torch(scale, hw):
+    """nn.Upsample's defaults: align_corners=False for bilinear; one-pixel sides and a factor of 1 too."""
     for mode in ("bilinear", "nearest"):
-        extra = {"align_corners": False} if mode == "bilinear" else {}
-        torch_check(lambda x: nn.Upsample2D(2, mode=mode)(x), (2, 2, 3, 5),
-                    lambda t, x, p: t.nn.functional.interpolate(x, scale_factor=2, mode=mode, **extra))
+        torch_check(lambda x: nn.Upsample2D(scale, mode=mode)(x), (2, 2) + hw,
+                    lambda t, x, p: t.nn.Upsample(scale_factor=scale, mode=mode)(x))
 
 
 def test_batchnorm_matches_torch_in_training_and_eval():
@@ -168,6 +190,100 @@ def test_batchnorm_matches_torch_in_training_and_eval():
                                               training=False, eps=1e-5)
     np.testing.assert_allclose(value, expected.numpy(), rtol=1e-7, atol=1e-10)
     np.testing.assert_array_equal(params["bn.running_var"], before)
+
+
+# -- geometries drawn at random, against PyTorch ----------------------------------------------
+SIZES = st.integers(1, 3)
+PAIRS = st.one_of(SIZES, st.tuples(SIZES, SIZES))
+
+
+def per_axis(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+@settings(max_examples=12, deadline=None)
+@given(kernel=st.one_of(st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 4))), stride=PAIRS,
+       dilation=PAIRS, padding=st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 2), st.integers(0, 2))),
+       bias=st.booleans(), channels=st.tuples(SIZES, SIZES), extra=st.tuples(st.integers(0, 4), st.integers(0, 4)))
+def test_conv2d_geometry_matches_torch(kernel, stride, dilation, padding, bias, channels, extra):
+    # the smallest input the dilated kernel fits in, plus a few rows and columns (odd sizes included)
+    hw = tuple(max(1, d * (k - 1) + 1 - 2 * p) + e
+               for k, d, p, e in zip(per_axis(kernel), per_axis(dilation), per_axis(padding), extra))
+    torch_check(lambda x: nn.Conv2D(channels[1], kernel, stride, padding, dilation, bias=bias, name="c")(x),
+                (2, channels[0]) + hw,
+                lambda t, x, p: t.nn.functional.conv2d(x, p["c.W"], p.get("c.b"), stride, padding, dilation))
+
+
+@settings(max_examples=12, deadline=None)
+@given(kernel=st.one_of(st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 4))), stride=PAIRS,
+       dilation=PAIRS, padding=st.integers(0, 2), bias=st.booleans(), data=st.data(),
+       hw=st.tuples(st.integers(1, 4), st.integers(1, 4)))
+def test_conv_transpose2d_geometry_matches_torch(kernel, stride, dilation, padding, bias, data, hw):
+    # PyTorch takes any output_padding below the stride or the dilation: past the stride, it adds
+    # output rows no input row reaches
+    output_padding = tuple(data.draw(st.integers(0, max(s, d) - 1))
+                           for s, d in zip(per_axis(stride), per_axis(dilation)))
+    assume(all((n - 1) * s - 2 * padding + d * (k - 1) + op >= 0 for n, k, s, d, op in
+               zip(hw, per_axis(kernel), per_axis(stride), per_axis(dilation), output_padding)))
+    torch_check(lambda x: nn.ConvTranspose2D(2, kernel, stride, padding, output_padding, dilation, bias=bias,
+                                             name="ct")(x), (2, 3) + hw,
+                lambda t, x, p: t.nn.functional.conv_transpose2d(x, p["ct.W"], p.get("ct.b"), stride, padding,
+                                                                 output_padding, 1, dilation))
+
+
+@settings(max_examples=12, deadline=None)
+@given(kernel=st.integers(1, 4), stride=st.integers(1, 3), dilation=st.integers(1, 3), padding=st.integers(0, 2),
+       bias=st.booleans(), extra=st.integers(0, 4))
+def test_conv1d_geometry_matches_torch(kernel, stride, dilation, padding, bias, extra):
+    length = max(1, dilation * (kernel - 1) + 1 - 2 * padding) + extra
+    torch_check(lambda x: nn.Conv1D(3, kernel, stride, padding, dilation, bias=bias, name="c")(x), (2, 2, length),
+                lambda t, x, p: t.nn.functional.conv1d(x, p["c.W"], p.get("c.b"), stride, padding, dilation))
+
+
+@settings(max_examples=16, deadline=None)
+@given(kind=st.sampled_from(["max", "avg"]), kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       stride=st.one_of(st.none(), PAIRS), data=st.data(), extra=st.tuples(st.integers(0, 4), st.integers(0, 4)))
+def test_pool_geometry_matches_torch(kind, kernel, stride, data, extra):
+    padding = tuple(data.draw(st.integers(0, k // 2)) for k in kernel)  # PyTorch's bound: half the kernel
+    hw = tuple(max(1, k - 2 * p) + e for k, p, e in zip(kernel, padding, extra))
+    layer = {"max": nn.MaxPool2D, "avg": nn.AvgPool2D}[kind]
+    torch_check(lambda x: layer(kernel, stride, padding)(x), (2, 2) + hw,
+                lambda t, x, p: getattr(t.nn.functional, f"{kind}_pool2d")(x, kernel, stride, padding))
+
+
+@pytest.mark.parametrize("momentum", [0.7, None])  # None: PyTorch's cumulative average
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 5), (3, 3, 2, 4)])
+def test_batchnorm_running_statistics_follow_torch_over_steps(shape, momentum):
+    torch = pytest.importorskip("torch")
+    g = gg.Graph("bn")
+    out = nn.BatchNorm(momentum=momentum, eps=1e-3, name="bn")(g.input("x", (None,) + shape[1:], dtype="float64"))
+    params = {k: v.astype(np.float64) for k, v in g.init_params().items()}
+    params["bn.gamma"] += RNG.normal(size=3) * 0.1
+    params["bn.beta"] += RNG.normal(size=3) * 0.1
+    ref = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d}[len(shape)](
+        shape[1], eps=1e-3, momentum=momentum).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(params["bn.gamma"])), ref.bias.copy_(torch.tensor(params["bn.beta"]))
+    train, evaluate = (gg.compile(out, training=mode, dtype="float64") for mode in (True, False))
+    for step in range(3):
+        xv = 2 * RNG.normal(size=shape) + step
+        ref.train()
+        np.testing.assert_allclose(train(params, x=xv), ref(torch.tensor(xv)).detach().numpy(), rtol=1e-7, atol=1e-10)
+        for stat in ("running_mean", "running_var"):
+            np.testing.assert_allclose(params[f"bn.{stat}"], getattr(ref, stat).numpy(), rtol=1e-10, err_msg=stat)
+        ref.eval()
+        expected = ref(torch.tensor(xv)).detach().numpy()
+        np.testing.assert_allclose(evaluate(params, x=xv), expected, rtol=1e-7, atol=1e-10)
+    if momentum is None:
+        assert params["bn.num_batches_tracked"] == ref.num_batches_tracked.item() == 3
+
+
+@pytest.mark.parametrize("slopes", [1, 3])
+def test_prelu_matches_torch_at_zero_too(slopes):
+    """torch's prelu has slope α at x = 0 (as after a ReLU or zero padding): the input gets α·ḡ there."""
+    xv = np.where(RNG.random((4, 3, 2)) < 0.5, 0.0, RNG.normal(size=(4, 3, 2)))
+    torch_check(lambda x: nn.PReLU(slopes, init=0.3, name="p")(x), xv.shape,
+                lambda t, x, p: t.nn.functional.prelu(x, p["p.W"]), feed=xv)
 
 
 def test_conv_transpose_is_the_input_gradient_of_conv2d():
@@ -258,14 +374,64 @@ def test_other_bad_shapes():
     g = gg.Graph("bad")
     with pytest.raises(gg.GraphError, match="NCHW"):
         nn.Conv2D(2, 3)(g.input("x", (None, 8)))
-    with pytest.raises(gg.GraphError, match="odd effective kernel"):
-        nn.Conv2D(2, 2, padding="same")(g.input("y", (None, 1, 8, 8)))
+    with pytest.raises(gg.GraphError, match="padding='same' needs stride 1, got"):
+        nn.Conv2D(2, 3, stride=2, padding="same")(g.input("y", (None, 1, 8, 8)))
+    with pytest.raises(gg.GraphError, match=r"ConvTranspose2D 'ct'.*output_padding \(2, 2\) must be smaller than "
+                                            r"the stride \(2, 2\) or the dilation \(1, 1\)"):
+        nn.ConvTranspose2D(2, 3, stride=2, output_padding=2, name="ct")(g.input("v", (None, 1, 4, 4)))
+    with pytest.raises(gg.GraphError, match=r"MaxPool2D 'p'.*padding \(2, 2\) must be at most half the kernel"):
+        nn.MaxPool2D(3, padding=2, name="p")(g.input("u", (None, 1, 8, 8)))
     with pytest.raises(gg.GraphError, match="Upsample2D mode"):
         nn.Upsample2D(2, mode="cubic")
     with pytest.raises(gg.GraphError, match="BatchNorm 'bn' normalizes 3 channels"):
         bn = nn.BatchNorm(name="bn")
         bn(g.input("z", (None, 3)))
         bn(g.input("w", (None, 4)))
+
+
+# configurations torch rejects: a GraphError naming the layer (and the node and shapes, past the layer's checks)
+INVALID = {
+    "stride 0": (lambda: nn.Conv2D(2, 3, stride=0, name="c"), 4, r"Conv2D 'c'.*conv2d node.*stride \(0, 0\) must be at "
+                                                                 r"least 1; input shapes \(N, 1, 6, 6\)"),
+    "dilation 0": (lambda: nn.Conv2D(2, 3, dilation=(1, 0), name="c"), 4, r"Conv2D 'c'.*dilation \(1, 0\) must be"),
+    "negative padding": (lambda: nn.Conv2D(2, 3, padding=-1, name="c"), 4, r"Conv2D 'c'.*padding \(-1, -1\) must"),
+    "kernel 0": (lambda: nn.Conv2D(2, 0, name="c"), 4, r"Conv2D 'c'.*kernel \(0, 0\) must be at least 1"),
+    "fractional kernel": (lambda: nn.Conv2D(2, 2.5, name="c"), 4, r"Conv2D 'c': kernel_size must be an int or a "
+                                                                   r"tuple of 2 ints, got 2.5"),
+    "three kernel sizes": (lambda: nn.Conv2D(2, (3, 3, 3), name="c"), 4, r"kernel_size must be an int or a tuple"),
+    "unknown padding": (lambda: nn.Conv2D(2, 3, padding="full", name="c"), 4, r"padding must be ints, 'valid' or"),
+    "conv1d stride 0": (lambda: nn.Conv1D(2, 3, stride=0, name="c"), 3, r"Conv1D 'c'.*stride \(1, 0\) must be"),
+    "transposed stride 0": (lambda: nn.ConvTranspose2D(2, 3, stride=0, name="c"), 4, r"ConvTranspose2D 'c'.*stride"),
+    "transposed negative padding": (lambda: nn.ConvTranspose2D(2, 3, padding=-1, name="c"), 4, r"padding \(-1, -1\)"),
+    "pool stride 0": (lambda: nn.MaxPool2D(2, stride=0, name="p"), 4, r"MaxPool2D 'p'.*stride \(0, 0\) must be"),
+    "pool kernel 0": (lambda: nn.AvgPool2D(0, name="p"), 4, r"AvgPool2D 'p'.*kernel \(0, 0\) must be at least 1"),
+    "hidden size 0": (lambda: nn.LSTM(0, name="r"), 3, r"LSTM: hidden_size must be a positive int, got 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_invalid_configurations_name_the_layer(case):
+    make, rank, message = INVALID[case]
+    with pytest.raises(gg.GraphError, match=message):
+        make()(gg.Graph("bad").input("x", (None, 1, 6, 6)[:rank]))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on its own copy
+@pytest.mark.parametrize("kernel,dilation", [(2, 1), ((4, 3), (1, 2)), (3, (2, 1))])
+def test_same_padding_matches_torch_for_even_spans_too(kernel, dilation):
+    """An even span d·(k − 1) splits evenly; an odd one puts its extra row or column after, as torch does."""
+    torch_check(lambda x: nn.Conv2D(2, kernel, padding="same", dilation=dilation, name="c")(x), (2, 2, 5, 6),
+                lambda t, x, p: t.nn.functional.conv2d(x, p["c.W"], p["c.b"], padding="same", dilation=dilation))
+    k = per_axis(kernel)[0]
+    torch_check(lambda x: nn.Conv1D(2, k, padding="same", dilation=per_axis(dilation)[1], name="c")(x), (2, 2, 7),
+                lambda t, x, p: t.nn.functional.conv1d(x, p["c.W"], p["c.b"], padding="same",
+                                                       dilation=per_axis(dilation)[1]))
+
+
+def test_valid_padding_and_one_tuples_as_torch():
+    g = gg.Graph("valid")
+    assert nn.Conv2D(2, 3, padding="valid")(g.input("x", (None, 1, 6, 7))).shape == (None, 2, 4, 5)
+    assert nn.Conv1D(2, (3,), stride=(2,), padding="valid")(g.input("s", (None, 1, 9))).shape == (None, 2, 4)
 
 
 def test_trained_batchnorm_params_round_trip_through_save_and_load(tmp_path):

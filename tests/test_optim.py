@@ -1,6 +1,8 @@
 """Optimizers compiled into the step match their torch.optim counterparts over ten steps (float64)."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphgrad as gg
 
@@ -43,14 +45,18 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_optimizer_matches_torch(case):
-    torch = pytest.importorskip("torch")
     make, make_torch = CASES[case]
+    run_against_torch(make(), make_torch, STEPS)
+
+
+def run_against_torch(optimizer, torch_optimizer, steps):
+    """``steps`` compiled updates against torch.optim's on the same problem (clip_grad_norm_ first)."""
+    torch = pytest.importorskip("torch")
     g, loss, params, feeds = problem()
-    optimizer = make()
     step = gg.compile(loss, optimizer=optimizer, dtype="float64")
     tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    topt = make_torch(torch.optim, list(tp.values()))
-    for i in range(STEPS):
+    topt = torch_optimizer(torch.optim, list(tp.values()))
+    for i in range(steps):
         value = float(step(params, **feeds))
         topt.zero_grad()
         expected = torch_loss(torch, tp, feeds)
@@ -61,6 +67,35 @@ def test_optimizer_matches_torch(case):
         assert value == pytest.approx(float(expected.detach()), rel=1e-6, abs=1e-12), f"loss at step {i}"
         for k, v in params.items():
             np.testing.assert_allclose(v, tp[k].detach().numpy(), rtol=1e-6, atol=1e-12, err_msg=f"{k} step {i}")
+
+
+@settings(max_examples=12, deadline=None)
+@given(kind=st.sampled_from(["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"]),
+       lr=st.sampled_from([1.0, 0.3, 0.01]), clip_norm=st.sampled_from([None, 0.05, 1.0]),
+       weight_decay=st.sampled_from([0.0, 0.1]), momentum=st.sampled_from([0.5, 0.99]),
+       eps=st.sampled_from([1e-8, 0.1]), alpha=st.sampled_from([0.5, 0.9]), beta1=st.sampled_from([0.0, 0.5]),
+       beta2=st.sampled_from([0.999, 0.5]), initial=st.sampled_from([0.0, 0.5]))
+def test_hyper_parameters_match_torch(kind, lr, clip_norm, weight_decay, momentum, eps, alpha, beta1, beta2, initial):
+    """Non-default settings of every optimizer, drawn, with and without clipping and weight decay."""
+    common = {"lr": lr, "clip_norm": clip_norm, "weight_decay": weight_decay}
+    theirs = {"lr": lr, "weight_decay": weight_decay}
+    opt = gg.optim
+    optimizer, torch_optimizer = {
+        "sgd": (lambda: opt.SGD(**common), lambda o, ps: o.SGD(ps, **theirs)),
+        "momentum": (lambda: opt.Momentum(momentum=momentum, **common),
+                     lambda o, ps: o.SGD(ps, momentum=momentum, **theirs)),
+        "nesterov": (lambda: opt.Nesterov(momentum=momentum, **common),
+                     lambda o, ps: o.SGD(ps, momentum=momentum, nesterov=True, **theirs)),
+        "adagrad": (lambda: opt.AdaGrad(eps=eps, initial_accumulator_value=initial, **common),
+                    lambda o, ps: o.Adagrad(ps, eps=eps, initial_accumulator_value=initial, **theirs)),
+        "rmsprop": (lambda: opt.RMSProp(alpha=alpha, eps=eps, **common),
+                    lambda o, ps: o.RMSprop(ps, alpha=alpha, eps=eps, **theirs)),
+        "adam": (lambda: opt.Adam(beta1=beta1, beta2=beta2, eps=eps, **common),
+                 lambda o, ps: o.Adam(ps, betas=(beta1, beta2), eps=eps, **theirs)),
+        "adamw": (lambda: opt.AdamW(beta1=beta1, beta2=beta2, eps=eps, **common),
+                  lambda o, ps: o.AdamW(ps, betas=(beta1, beta2), eps=eps, **theirs)),
+    }[kind]
+    run_against_torch(optimizer(), torch_optimizer, steps=4)
 
 
 def test_optimizer_state_is_per_compiled_step_and_float32_stays_float32():
@@ -113,3 +148,19 @@ def test_l1_proximal_steps_zero_the_irrelevant_weights_exactly():
     for _ in range(1000):
         step(params, x=X, t=target)
     assert np.all(params["w"][3:] == 0) and np.all(np.abs(params["w"][:3, 0]) > 1)
+
+
+def test_defaults_are_torch_optim_defaults():
+    """Momentum and Nesterov default to momentum 0.9 (torch SGD's 0 would be no momentum at all)."""
+    torch = pytest.importorskip("torch")
+    o, opt = torch.optim, gg.optim
+    cases = [(opt.SGD(), "lr", o.SGD, "lr"), (opt.Momentum(), "lr", o.SGD, "lr"), (opt.Nesterov(), "lr", o.SGD, "lr"),
+             (opt.AdaGrad(), "lr", o.Adagrad, "lr"), (opt.AdaGrad(), "eps", o.Adagrad, "eps"),
+             (opt.AdaGrad(), "initial", o.Adagrad, "initial_accumulator_value"),
+             (opt.RMSProp(), "lr", o.RMSprop, "lr"), (opt.RMSProp(), "alpha", o.RMSprop, "alpha"),
+             (opt.RMSProp(), "eps", o.RMSprop, "eps"), (opt.Adam(), "lr", o.Adam, "lr"),
+             (opt.Adam(), "eps", o.Adam, "eps"),
+             (opt.AdamW(), "decoupled", o.AdamW, "weight_decay")]
+    for ours, attr, theirs, key in cases:
+        assert getattr(ours, attr) == theirs([torch.zeros(1, requires_grad=True)]).defaults[key], (ours, attr)
+    assert (opt.Adam().beta1, opt.Adam().beta2) == o.Adam([torch.zeros(1, requires_grad=True)]).defaults["betas"]

@@ -4,6 +4,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphgrad as gg
 from graphgrad.ops import recurrent as R
@@ -352,3 +354,35 @@ def test_reverse_loop_chunks_do_not_change_the_gradients(cell, chunk_bytes, monk
     monkeypatch.setattr(K, "_RK_CHUNK_BYTES", chunk_bytes)
     np.testing.assert_allclose(getattr(K, f"{cell}_scan_grad")(*args), whole, rtol=1e-12, atol=1e-12)
 
+
+
+@settings(max_examples=8, deadline=None)
+@given(cell=st.sampled_from(sorted(LAYERS)), batch=st.sampled_from([1, 2]), steps=st.sampled_from([1, 3, 17]),
+       features=st.integers(1, 3), hidden=st.integers(1, 4), return_sequences=st.booleans(),
+       lowering=st.sampled_from(["auto", "unrolled", "loop"]))
+def test_configurations_match_torch(cell, batch, steps, features, hidden, return_sequences, lowering):
+    """The last state or every state, from zeros, for one step or many (17: "auto" loops), batch 1 included."""
+    torch = pytest.importorskip("torch")
+    g = gg.Graph(cell)
+    x = g.input("x", (None, steps, features), dtype="float64")
+    out = LAYERS[cell](hidden, return_sequences=return_sequences, lowering=lowering, name="rec")(x)
+    rng = np.random.default_rng(steps)
+    xv, projection = rng.normal(size=(batch, steps, features)), rng.normal(size=(batch,) + out.shape[1:])
+    params = g.init_params(seed=hidden)
+    loss = (out * g.input("P", out.shape, dtype="float64")).sum()
+    (_, value), grads = gg.compile([loss, out], wrt=[x] + g.params, dtype="float64")(params, x=xv, P=projection)
+    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](features, hidden,
+                                                                                     batch_first=True).double()
+    names = {f"rec.{n}": ("weight_" if n[0] == "W" else "bias_") + n[2:] + "_l0"
+             for n in ("W_ih", "W_hh", "b_ih", "b_hh")}
+    with torch.no_grad():
+        for ours, theirs in names.items():
+            getattr(module, theirs).copy_(torch.tensor(params[ours]))
+    tx = torch.tensor(xv, requires_grad=True)
+    expected = module(tx)[0] if return_sequences else module(tx)[0][:, -1]
+    np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-10, atol=1e-12)
+    (expected * torch.tensor(projection)).sum().backward()
+    np.testing.assert_allclose(grads["x"], tx.grad.numpy(), rtol=1e-9, atol=1e-12)
+    for ours, theirs in names.items():
+        np.testing.assert_allclose(grads[ours], getattr(module, theirs).grad.numpy(), rtol=1e-9, atol=1e-12,
+                                   err_msg=ours)

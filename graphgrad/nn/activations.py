@@ -28,7 +28,7 @@ class PReLU(Layer):
         alpha = self.alpha
         if self.num_parameters != 1:
             alpha = alpha.reshape((1, self.num_parameters) + (1,) * (x.ndim - 2))
-        return F.relu(x) + alpha * F.minimum(x, 0.0)
+        return F.where(x, x, alpha * x)  # at x = 0 the slope is α, as torch's prelu (not relu's 0 + minimum's)
 
 
 class Maxout(Layer):

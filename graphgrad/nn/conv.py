@@ -6,6 +6,8 @@ Weights use PyTorch's layouts: Conv W (out, in, kh, kw), ConvTranspose W (in, ou
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ..errors import GraphError
@@ -21,6 +23,30 @@ def checked_apply(layer, op, args, attrs):
         raise GraphError(f"{type(layer).__name__} {layer.name!r}: {e}") from None
 
 
+def ints(layer, argument, value, n=2):
+    """An int, or a tuple of ``n`` ints, as a tuple of ``n`` ints (2.5 is an error, not 2); their ranges
+    are checked by the op's shape rule, which names the node and the shapes."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+    if len(values) != n or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in values):
+        expected = "an int" + (f" or a tuple of {n} ints" if n > 1 else " (or a 1-tuple)")
+        raise GraphError(f"{type(layer).__name__}{f' {layer.name!r}' if layer.name else ''}: {argument} must be "
+                         f"{expected}, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def padding_of(layer, padding, kernel, dilation, stride, n=2):
+    """PyTorch's paddings, ints, "valid" (none) or "same" (the size kept at stride 1), as a symmetric
+    padding per axis and the leading outputs to drop per axis."""
+    if padding == "valid":
+        return (0,) * n, (0,) * n
+    if padding == "same":
+        return same_padding(layer, kernel, dilation, stride)
+    if isinstance(padding, str):
+        raise GraphError(f"{type(layer).__name__} {layer.name!r}: padding must be ints, 'valid' or 'same', "
+                         f"got {padding!r}")
+    return ints(layer, "padding", padding, n), (0,) * n
+
+
 def expect_rank(layer, x, rank, layout):
     if x.ndim != rank or any(d is None for d in x.shape[1:]):
         raise GraphError(f"{type(layer).__name__} {layer.name!r} expects {layout} input with known sizes after "
@@ -33,18 +59,17 @@ def add_channel_bias(y, b):
 
 
 def same_padding(layer, kernel, dilation, stride):
-    """Padding that keeps the size at stride 1 (PyTorch's padding="same", odd effective kernels only)."""
-    if pair(stride) != (1, 1):
+    """PyTorch's padding="same" (stride 1): the kernel's span d·(k − 1) split over both sides, the odd
+    one out on the far side.  The conv op pads symmetrically, so an odd span is padded by its larger
+    half on both sides and the one extra leading output dropped."""
+    if any(s != 1 for s in stride):
         raise GraphError(f"{type(layer).__name__} {layer.name!r}: padding='same' needs stride 1, got {stride}")
-    span = [d * (k - 1) for k, d in zip(pair(kernel), pair(dilation))]
-    if any(s % 2 for s in span):
-        raise GraphError(f"{type(layer).__name__} {layer.name!r}: padding='same' needs an odd effective kernel, "
-                         f"got kernel {kernel} with dilation {dilation}")
-    return tuple(s // 2 for s in span)
+    span = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    return tuple((s + 1) // 2 for s in span), tuple(s % 2 for s in span)
 
 
 class Conv2D(Layer):
-    """``activation(conv2d(x, W) + b)`` on NCHW images; ``padding`` is an int, a pair or ``"same"``.
+    """``activation(conv2d(x, W) + b)`` on NCHW images; ``padding`` is an int, a pair, ``"valid"`` or ``"same"``.
 
     >>> import graphgrad as gg
     >>> g = gg.Graph(); x = g.input("x", (None, 3, 8, 8))
@@ -55,21 +80,21 @@ class Conv2D(Layer):
     def __init__(self, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True, activation=None,
                  name=None):
         super().__init__(name)
-        self.out_channels, self.kernel = out_channels, pair(kernel_size)
-        self.stride, self.dilation, self.padding = pair(stride), pair(dilation), padding
-        self.bias, self.activation = bias, activation_fn(activation)
+        self.out_channels, self.kernel = out_channels, ints(self, "kernel_size", kernel_size)
+        self.stride, self.dilation = ints(self, "stride", stride), ints(self, "dilation", dilation)
+        self.padding, self.bias, self.activation = padding, bias, activation_fn(activation)
 
     def build(self, x):
         expect_rank(self, x, 4, "NCHW")
-        if self.padding == "same":
-            self.padding = same_padding(self, self.kernel, self.dilation, self.stride)
-        self.padding = pair(self.padding)
+        self.padding, self.crop = padding_of(self, self.padding, self.kernel, self.dilation, self.stride)
         self.W = self.param("W", (self.out_channels, x.shape[1]) + self.kernel, init="he_uniform")
         self.b = self.param("b", (self.out_channels,), init="zeros") if self.bias else None
 
     def forward(self, x):
         attrs = {"stride": self.stride, "padding": self.padding, "dilation": self.dilation}
         y = checked_apply(self, "conv2d", [x, self.W], attrs)
+        if any(self.crop):
+            y = y[:, :, self.crop[0]:, self.crop[1]:]
         return self.activation(add_channel_bias(y, self.b) if self.b is not None else y)
 
 
@@ -82,9 +107,9 @@ class ConvTranspose2D(Layer):
     def __init__(self, out_channels, kernel_size, stride=1, padding=0, output_padding=0, dilation=1, bias=True,
                  activation=None, name=None):
         super().__init__(name)
-        self.out_channels, self.kernel = out_channels, pair(kernel_size)
-        self.attrs = {"stride": pair(stride), "padding": pair(padding), "output_padding": pair(output_padding),
-                      "dilation": pair(dilation)}
+        self.out_channels, self.kernel = out_channels, ints(self, "kernel_size", kernel_size)
+        self.attrs = {k: ints(self, k, v) for k, v in (("stride", stride), ("padding", padding),
+                                                       ("output_padding", output_padding), ("dilation", dilation))}
         self.bias, self.activation = bias, activation_fn(activation)
 
     def build(self, x):
@@ -106,23 +131,26 @@ class Conv1D(Layer):
     def __init__(self, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True, activation=None,
                  name=None):
         super().__init__(name)
-        self.out_channels, self.kernel_size = out_channels, int(kernel_size)
-        self.stride, self.padding, self.dilation = int(stride), padding, int(dilation)
+        (self.kernel_size,), (self.stride,), (self.dilation,) = (ints(self, k, v, 1) for k, v in (
+            ("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation)))
+        self.out_channels, self.padding = out_channels, padding
         self.bias, self.activation = bias, activation_fn(activation)
 
     def build(self, x):
         expect_rank(self, x, 3, "(N, C, L)")
-        if self.padding == "same":
-            self.padding = same_padding(self, (1, self.kernel_size), (1, self.dilation), (1, self.stride))[1]
+        (self.padding,), (self.crop,) = padding_of(self, self.padding, (self.kernel_size,), (self.dilation,),
+                                                   (self.stride,), 1)
         self.W = self.param("W", (self.out_channels, x.shape[1], self.kernel_size), init="he_uniform")
         self.b = self.param("b", (self.out_channels,), init="zeros") if self.bias else None
 
     def forward(self, x):
         n, c, length = x.shape
         w = self.W.reshape((self.out_channels, self.W.shape[1], 1, self.kernel_size))
-        attrs = {"stride": (1, self.stride), "padding": (0, int(self.padding)), "dilation": (1, self.dilation)}
+        attrs = {"stride": (1, self.stride), "padding": (0, self.padding), "dilation": (1, self.dilation)}
         y = checked_apply(self, "conv2d", [x.reshape((n, c, 1, length)), w], attrs)
         y = y.reshape((n, self.out_channels, y.shape[3]))
+        if self.crop:
+            y = y[:, :, self.crop:]
         return self.activation(add_channel_bias(y, self.b) if self.b is not None else y)
 
 
@@ -152,8 +180,9 @@ class _Pool(Layer):
 
     def __init__(self, kernel_size, stride=None, padding=0, name=None):
         super().__init__(name)
-        self.attrs = {"kernel": pair(kernel_size), "stride": pair(kernel_size if stride is None else stride),
-                      "padding": pair(padding)}
+        self.attrs = {"kernel": ints(self, "kernel_size", kernel_size),
+                      "stride": ints(self, "stride", kernel_size if stride is None else stride),
+                      "padding": ints(self, "padding", padding)}
 
     def forward(self, x):
         expect_rank(self, x, 4, "NCHW")

@@ -7,6 +7,8 @@ become one loop node, so compile time and code size stay flat in T.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ..autodiff import grad
@@ -35,6 +37,8 @@ class Recurrent(Layer):
     def __init__(self, hidden_size: int, return_sequences: bool = False, return_state: bool = False,
                  lowering: str = "auto", truncate: int = None, name=None):
         super().__init__(name)
+        if isinstance(hidden_size, bool) or not isinstance(hidden_size, numbers.Integral) or hidden_size < 1:
+            raise GraphError(f"{type(self).__name__}: hidden_size must be a positive int, got {hidden_size!r}")
         if lowering not in ("auto", "unrolled", "loop"):
             raise GraphError(f"lowering must be 'auto', 'unrolled' or 'loop', got {lowering!r}")
         self.hidden_size, self.return_sequences, self.return_state = hidden_size, return_sequences, return_state

@@ -46,7 +46,8 @@ class BatchNorm(Layer):
 
     Training: normalize by the batch mean and biased variance (the gradient flows
     through both), then update ``running_mean`` and ``running_var`` (the unbiased
-    variance) with ``momentum``.  Evaluation: normalize by the running statistics.
+    variance) with ``momentum``; ``momentum=None`` keeps their cumulative average instead,
+    counting the batches in ``num_batches_tracked``.  Evaluation: normalize by the running statistics.
     """
 
     def __init__(self, momentum=0.1, eps=1e-5, name=None):
@@ -61,6 +62,8 @@ class BatchNorm(Layer):
         self.beta = self.param("beta", (c,), init="zeros")
         self.running_mean = self.param("running_mean", (c,), init="zeros", trainable=False)
         self.running_var = self.param("running_var", (c,), init="ones", trainable=False)
+        if self.momentum is None:
+            self.num_batches_tracked = self.param("num_batches_tracked", (), init="zeros", trainable=False)
 
     def forward(self, x):
         c = self.gamma.shape[0]
@@ -83,6 +86,11 @@ class BatchNorm(Layer):
         n = x.graph.apply("axis_size", [x], {"axis": axes})  # the batch size is known only at call time
         unbiased = var * (n / (n - 1.0))
         m = self.momentum
+        if m is None:  # the k-th batch weighs 1/k
+            count = self.num_batches_tracked + 1.0
+            x.graph.apply("assign", [count], {"target": "params", "key": self.num_batches_tracked.node},
+                          name="update_num_batches_tracked")
+            m = 1.0 / count
         for stat, value in ((self.running_mean, mean), (self.running_var, unbiased)):
             x.graph.apply("assign", [(1 - m) * stat + m * value], {"target": "params", "key": stat.node},
                           name=f"update_{stat.node.rsplit('.', 1)[1]}")

@@ -21,8 +21,18 @@ def _image(shape, what="input"):
     return shape
 
 
+def _check_ranges(khw, attrs):
+    """The ranges PyTorch accepts: kernel, stride and dilation at least 1, paddings at least 0."""
+    lowest = {"kernel": 1, "stride": 1, "dilation": 1, "padding": 0, "output_padding": 0}
+    given = {"kernel": khw, **{k: attrs[k] for k in lowest if k in attrs}}
+    for k, v in given.items():
+        if min(pair(v)) < lowest[k]:
+            raise ValueError(f"{k} {pair(v)} must be at least {lowest[k]}")
+
+
 def _conv_geometry(hw, khw, attrs):
     """Output (Ho, Wo); a kernel that does not fit in the padded input is an error."""
+    _check_ranges(khw, attrs)
     stride, padding, dilation = pair(attrs["stride"]), pair(attrs["padding"]), pair(attrs["dilation"])
     out = []
     for n, k, s, p, d in zip(hw, khw, stride, padding, dilation):
@@ -127,9 +137,11 @@ def transposed_out_hw(hw, khw, attrs):
 def _conv_transpose_shape(shapes, attrs):
     (n, c, h, w), (ci, o, kh, kw) = _image(shapes[0]), _image(shapes[1], "weight")
     _check_channels(c, ci, "the input")
-    if any(op >= s for op, s in zip(pair(attrs["output_padding"]), pair(attrs["stride"]))):
+    _check_ranges((kh, kw), attrs)
+    stride, dilation = pair(attrs["stride"]), pair(attrs["dilation"])
+    if any(op >= max(s, d) for op, s, d in zip(pair(attrs["output_padding"]), stride, dilation)):
         raise ValueError(f"output_padding {pair(attrs['output_padding'])} must be smaller than the stride "
-                         f"{pair(attrs['stride'])}")
+                         f"{stride} or the dilation {dilation}")
     out = transposed_out_hw((h, w), (kh, kw), attrs)
     if min(out) < 1:
         raise ValueError(f"the output size {out} is not positive")
@@ -140,18 +152,31 @@ def _transpose_attrs(a):
     return {**_geometry(a), "output_padding": pair(a["output_padding"])}
 
 
+# conv_transpose2d(x, w) is conv2d_grad_input(x, w) for an input of the output's size, so its transposes
+# are conv2d (for x) and conv2d_grad_weight with the roles of x and g swapped (for w).  An output_padding
+# past the stride (PyTorch allows it below the dilation) adds rows no input row reaches: conv2d(g) then has
+# rows past x's, which x's vjp drops and w's vjp meets with zeros.
+def _conv_transpose_x_vjp(g, args, out, a):
+    x, full = args[0], conv2d(g, args[1], a)
+    return full if full.shape[2:] == x.shape[2:] else full[:, :, :x.shape[2], :x.shape[3]]
+
+
+def _conv_transpose_w_vjp(g, args, out, a):
+    x, full = args[0], conv2d(g, args[1], a)  # one node with x's vjp after common subexpressions
+    if full.shape[2:] != x.shape[2:]:  # x in zeros of full's size: getitem's transpose, at the crop's index
+        x = g.graph.apply("scatter", [x, full], full[:, :, :x.shape[2], :x.shape[3]].attrs)
+    return conv2d_grad_weight(x, g, args[1].shape[2:], a)
+
+
 register(Op(
     name="conv_transpose2d", arity=2, shape=_conv_transpose_shape, dtype=same_dtype_as_first,
     local_derivative=("conv(ḡ, W)", "conv(ḡ, x)"),
     kernels=(K.conv_transpose2d,),
     emit=lambda args, a: (f"conv_transpose2d({args[0]}, {args[1]}, {pair(a['stride'])}, {pair(a['padding'])}, "
                           f"{pair(a['output_padding'])}, {pair(a['dilation'])}, workspace=state)"),
-    # conv_transpose2d(x, w) is conv2d_grad_input(x, w) for an input of the output's size, so its
-    # transposes are conv2d (for x) and conv2d_grad_weight with the roles of x and g swapped (for w)
-    vjps=(lambda g, args, out, a: conv2d(g, args[1], a),
-          lambda g, args, out, a: conv2d_grad_weight(args[0], g, args[1].shape[2:], a)),
+    vjps=(_conv_transpose_x_vjp, _conv_transpose_w_vjp),
     domain=("real", "real"), test_shapes=((2, 3, 3, 4), (3, 2, 3, 3)),
-    test_attrs={"stride": (2, 2), "padding": (1, 0), "output_padding": (1, 0), "dilation": (1, 1)},
+    test_attrs={"stride": (2, 1), "padding": (1, 0), "output_padding": (1, 1), "dilation": (1, 2)},
     doc="transposed convolution x (N, Cin, H, W), w (Cin, Cout, kh, kw), as torch's conv_transpose2d",
 ))
 

@@ -67,7 +67,9 @@ def check_attrs(name, n, attrs):
 @functools.lru_cache(maxsize=None)
 def _local_derivative(name, n, akey, index):
     expr, syms = _formula(name, n, akey)
-    d = sympy.diff(expr, syms[index])
+    # sign (|x|'s derivative) is flat wherever it is differentiable: 0, as in PyTorch, for SymPy's DiracDelta,
+    # which has no NumPy value
+    d = sympy.diff(expr, syms[index]).replace(sympy.DiracDelta, lambda *args: sympy.S.Zero)
     if not expr.is_Symbol and d.has(expr):
         d = d.subs(expr, output_symbol())  # reuse the forward value
     if getattr(expr, "output_has_sign_of_input", False):

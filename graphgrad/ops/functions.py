@@ -40,7 +40,7 @@ class select(sympy.Function):
             # and products of arguments and constants, so no 0 * inf from a computed untaken branch (a
             # division, a log) can leak a NaN
             value = p.scalar(a) if a.is_Number else p.parenthesize(a, PRECEDENCE["Mul"])
-            return f"{value} * ({p._print(c)} > 0)"
+            return f"({value} * ({p._print(c)} > 0))"  # enclosed: SymPy prints a function as an atom
         return f"np.where({p._print(c)} > 0, {p.scalar(a)}, {p.scalar(b)})"
 
     def _latex(self, p):
@@ -177,7 +177,7 @@ class gelu_tanh(sympy.Function):
 
     def _numpycode(self, p):
         x = self.args[0]
-        return p._print(x / 2 * (1 + sympy.tanh(self.inner(tanh_clipped(x)))))
+        return f"({p._print(x / 2 * (1 + sympy.tanh(self.inner(tanh_clipped(x)))))})"  # an atom to its context
 
 
 class gelu_tanh_grad(sympy.Function):
@@ -198,7 +198,7 @@ class gelu_tanh_grad(sympy.Function):
         return self.formula(x)
 
     def _numpycode(self, p):
-        return p._print(self.formula(tanh_clipped(self.args[0])))
+        return f"({p._print(self.formula(tanh_clipped(self.args[0])))})"  # a sum, printed where an atom goes
 
 
 def gelu(x, approximate="none"):
@@ -256,6 +256,7 @@ class power(sympy.Function):
     """a ** b, differentiated as b·a^(b−1) so that 0 ** 2 has derivative 0, not 0/0."""
 
     nargs = 2
+    precedence = PRECEDENCE["Pow"]  # printed a**b, so a power of it is parenthesized ((a**b)**2, not a**b**2)
 
     @classmethod
     def eval(cls, a, b):

@@ -57,7 +57,7 @@ def _swap_last(t):
 def _matmul_shape(shapes, attrs):
     a, b = shapes
     if len(a) < 2 or len(b) < 2:
-        raise ValueError("matmul needs operands of rank 2 or more")
+        raise ValueError("matmul needs operands of rank 2 or more (`@` also takes 1-D ones)")
     if a[-1] != b[-2]:
         raise ValueError(f"inner dimensions differ: {a[-1]} vs {b[-2]}")
     return broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
