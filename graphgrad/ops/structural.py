@@ -186,7 +186,8 @@ def _max_vjp(g, args, out, attrs):
 
 def _mean_dtype(dtypes, attrs):
     if not dtypes[0].startswith("float"):  # NumPy's mean of integers is float64: which float is the user's call
-        raise ValueError(f"mean needs a float tensor, got {dtypes[0]} (as in PyTorch); cast it first: x.astype('float32')")
+        raise ValueError(f"mean needs a float tensor, got {dtypes[0]} (as in PyTorch); "
+                         "cast it first: x.astype('float32')")
     return dtypes[0]
 
 
