@@ -102,6 +102,25 @@ def literal(value) -> str:
     return f"({text})" if text.startswith("-") else text
 
 
+def array_literal(value, dtype, xp="np", extra="") -> str:
+    """Source text of a const array in namespace ``xp``: its values, or zeros of its shape when it has none
+    (an empty list would lose the shape).  ``extra``: more keyword arguments (", device=dev")."""
+    value = np.asarray(value)
+    if not value.size:
+        return f"{xp}.zeros({value.shape}, dtype={dtype}{extra})"
+    return f"{xp}.asarray({value.tolist()!r}, dtype={dtype}{extra})"
+
+
+def elementwise_printer(emitter, graph, node, args, xp="np"):
+    """``(expr, syms, printer)`` of an elementwise node: its formula and an ``emitter`` printing it over the
+    argument sources, integer arguments of a float value cast (`operand_sources`)."""
+    data = graph.nx.nodes[node]
+    expr, syms = node_formula(data["op"], len(args), data["attrs"])
+    arg_dtypes = [graph.nx.nodes[a]["dtype"] for a in graph.args(node)]
+    return expr, syms, emitter(operand_sources(expr, syms, args, data["dtype"], arg_dtypes, xp),
+                               type_source(data["dtype"], xp))
+
+
 def _helper_modules(graph) -> list:
     """The modules defining the helper functions the graph's ops call, in a stable order."""
     modules = {inspect.getmodule(k) for n, d in graph.nx.nodes(data=True)
@@ -197,11 +216,7 @@ class _Emitter:
             if data["shape"] == () and not isinstance(value, np.ndarray):
                 self.text[node] = literal(value)
                 return
-            dtype = type_source(data["dtype"])
-            value = np.asarray(value)
-            array = f"np.array({value.tolist()!r}, dtype={dtype})" if value.size else (
-                f"np.zeros({value.shape}, dtype={dtype})")  # an empty list would lose the shape
-            self.consts.append(f"{var} = {array}  # const {node}")
+            self.consts.append(f"{var} = {array_literal(value, type_source(data['dtype']))}  # const {node}")
             self.text[node] = var
             return
         where = {"input": "feeds", "param": "params", "state": "state"}[op]
@@ -309,9 +324,7 @@ class _Emitter:
         return f"buffer(state, {name or self.names(node)!r}, {shape_src})"
 
     def _elementwise(self, node, data, args, var):
-        expr, syms = node_formula(data["op"], len(args), data["attrs"])
-        arg_dtypes = [self.graph.nx.nodes[a]["dtype"] for a in self.graph.args(node)]
-        printer = NumPyEmitter(operand_sources(expr, syms, args, data["dtype"], arg_dtypes), type_source(data["dtype"]))
+        expr, syms, printer = elementwise_printer(NumPyEmitter, self.graph, node, args)
         temps, (reduced,) = sympy.cse([expr], symbols=sympy.numbered_symbols(f"{var}_t", real=True))
         comment = formula_comment(node, data, expr, syms, args)
         out = self._buffer(node, data, args) if set(syms) <= expr.free_symbols else None

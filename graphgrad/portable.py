@@ -21,14 +21,14 @@ import numpy as np
 import sympy
 
 from . import portable_kernels
-from .codegen import RESERVED, RUN_SOURCE, Names, formula_comment, interface, literal, step_order
+from .codegen import (RESERVED, RUN_SOURCE, Names, array_literal, elementwise_printer, formula_comment, interface,
+                      literal, step_order)
 from .errors import GraphError
 from .ir import shape_text
 from .kernels import as_pair as pair
 from .ops import get_op
 from .ops.conv import geometry_args, pool_args
-from .ops.elementwise import node_formula
-from .ops.printer import NumPyEmitter, operand_sources, type_source
+from .ops.printer import NumPyEmitter, type_source
 from .ops.structural import emit_index
 
 _XP_FUNCS = {
@@ -212,23 +212,19 @@ class _Printer:
                 self.text[node] = literal(value)
                 return
             self.text[node] = var
-            value = np.asarray(value)
-            array = f"xp.asarray({value.tolist()!r}, " if value.size else f"xp.zeros({value.shape}, "  # [] has no shape
-            return self.lines.append(f"    {var} = {array}dtype={type_source(data['dtype'], 'xp')}, device=dev)"
-                                     f"  # const {node}")
+            array = array_literal(value, type_source(data["dtype"], "xp"), "xp", ", device=dev")
+            return self.lines.append(f"    {var} = {array}  # const {node}")
         self.text[node] = var
         comment = f"  # {node}: {op} {shape_text(data['shape'])}"
         if op == "state":
             shape, fill = data["shape"], data["attrs"].get("fill", 0.0)
-            return self.lines.append(f"    {var} = read_state(xp, state, {node!r}, {shape!r}, {fill!r}, F, dev){comment}")
+            read = f"read_state(xp, state, {node!r}, {shape!r}, {fill!r}, F, dev)"
+            return self.lines.append(f"    {var} = {read}{comment}")
         value = f"{'feeds' if op == 'input' else 'params'}[{node!r}]"
         self.lines.append(f"    {var} = xp.astype({value}, {type_source(data['dtype'], 'xp')}, copy=False){comment}")
 
     def _elementwise(self, node, data, args, var):
-        expr, syms = node_formula(data["op"], len(args), data["attrs"])
-        arg_dtypes = [self.graph.nx.nodes[a]["dtype"] for a in self.graph.args(node)]
-        printer = ArrayAPIEmitter(operand_sources(expr, syms, args, data["dtype"], arg_dtypes, "xp"),
-                                  type_source(data["dtype"], "xp"))
+        expr, syms, printer = elementwise_printer(ArrayAPIEmitter, self.graph, node, args, "xp")
         temps, (reduced,) = sympy.cse([expr], symbols=sympy.numbered_symbols(f"{var}_t", real=True))
         value = printer.doprint(reduced)
         if not set(syms) <= expr.free_symbols:  # e.g. x*0 simplified to 0: keep the shape and dtype
